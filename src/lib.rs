@@ -2,10 +2,45 @@
 //!
 //! The pipeline, one module per phase:
 //! `.nnir` text --[`syntax::parse`]--> AST with byte spans --[`ir::lower`]--> graph IR
-//! (petgraph, shapes and channel counts inferred) --[`weights::bind`]--> parameter tensors
+//! (petgraph, shapes and channel counts inferred) --[`weights::load`]--> parameter tensors
 //! --[`interp::run`]--> outputs (the reference meaning, masks as zeroed weight slices).
 //! User errors are [`diag::Diagnostic`]s at every step; [`cli`] ties the phases to `nnirc`.
 
+pub mod cli;
 pub mod diag;
+pub mod interp;
 pub mod ir;
 pub mod syntax;
+pub mod tensor_io;
+pub mod weights;
+
+use diag::Diagnostic;
+
+/// The front end in one call: parse and lower `source`.
+#[derive(Debug)]
+pub struct Compiled {
+    pub parsed: syntax::Parsed,
+    /// Present iff there are no diagnostics.
+    pub program: Option<ir::Program>,
+    /// Lexer, parser and lowering diagnostics, in that order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses and lowers `.nnir` source. Never panics.
+pub fn compile(source: &str) -> Compiled {
+    let parsed = syntax::parse(source);
+    let mut diagnostics = parsed.diagnostics.clone();
+    let mut program = None;
+    if let Some(file) = &parsed.file {
+        let lowered = ir::lower(file);
+        diagnostics.extend(lowered.diagnostics);
+        if diagnostics.is_empty() {
+            program = lowered.program;
+        }
+    }
+    Compiled {
+        parsed,
+        program,
+        diagnostics,
+    }
+}

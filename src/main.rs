@@ -1,1 +1,4 @@
-fn main() {}
+//! The `nnirc` binary; everything lives in [`nnirc::cli`].
+fn main() -> std::process::ExitCode {
+    nnirc::cli::main()
+}

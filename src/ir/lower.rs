@@ -139,33 +139,39 @@ impl Lowerer {
                         span: p.name.span.clone(),
                     });
                 }
-                ast::Item::Node(_) => {}
+                ast::Item::Node(_) | ast::Item::Broken(_) => {}
             }
         }
 
         // Statements: define every result first (order-free), then resolve.
         let first_stmt = defs.len();
         for item in &model.items {
-            if let ast::Item::Node(stmt) = item {
-                let def = Def {
-                    name: &stmt.result,
-                    span: stmt.span.clone(),
-                    stmt: Some(stmt),
-                    op: None,
-                    operands: None,
-                    params: None,
-                    shape: None,
-                    masks: Masks::default(),
-                };
-                self.define(&mut defs, &mut by_name, def);
-            }
+            let (name, stmt) = match item {
+                ast::Item::Node(stmt) => (&stmt.result, Some(stmt)),
+                // Defined but poisoned: its users are skipped without further errors.
+                ast::Item::Broken(broken) => (&broken.result, None),
+                ast::Item::Weights(_) | ast::Item::Param(_) => continue,
+            };
+            let def = Def {
+                name,
+                span: item.span(),
+                stmt,
+                op: None,
+                operands: None,
+                params: None,
+                shape: None,
+                masks: Masks::default(),
+            };
+            self.define(&mut defs, &mut by_name, def);
         }
-        for i in first_stmt..defs.len() {
-            let stmt = defs[i].stmt.expect("statement defs have a statement");
-            defs[i].op = self.op(stmt);
-            defs[i].operands = self.resolve_values(stmt, &by_name);
-            defs[i].params = self.resolve_params(stmt, &param_by_name, &param_ok);
-            defs[i].masks = self.masks(stmt);
+        for def in &mut defs[first_stmt..] {
+            let Some(stmt) = def.stmt else {
+                continue;
+            };
+            def.op = self.op(stmt);
+            def.operands = self.resolve_values(stmt, &by_name);
+            def.params = self.resolve_params(stmt, &param_by_name, &param_ok);
+            def.masks = self.masks(stmt, def.op.as_ref());
         }
 
         let outputs: Vec<Option<usize>> = model
@@ -484,9 +490,27 @@ impl Lowerer {
 
     /// Syntactic mask checks: integers, ascending, no duplicates, non-empty. Range checks come
     /// after shape inference.
-    fn masks(&mut self, stmt: &NodeStmt) -> Masks {
+    fn masks(&mut self, stmt: &NodeStmt, op: Option<&Op>) -> Masks {
         let mut masks = Masks::default();
         for mask in &stmt.masks {
+            if let Some(op) = op.filter(|op| !op.is_channel_mixing()) {
+                let what = match op {
+                    Op::Conv2d(c) => format!("a grouped conv2d (groups={})", c.groups),
+                    other => format!("`{}`", other.name()),
+                };
+                self.error(
+                    Diagnostic::new(
+                        Code::MaskNotAllowed,
+                        format!("`{}` is not allowed on {what}", mask.kind.keyword()),
+                        mask.span.clone(),
+                        "mask here",
+                    )
+                    .with_note(
+                        "masks go on channel-mixing layers: conv2d with groups == 1, and linear",
+                    ),
+                );
+                continue;
+            }
             let slot = match mask.kind {
                 MaskKind::KeepIn => &mut masks.keep_in,
                 MaskKind::KeepOut => &mut masks.keep_out,
@@ -631,9 +655,13 @@ impl Lowerer {
                 .map(|&m| format!("`%{}`", defs[m].name.text))
                 .collect();
             let first = &defs[members[0]];
+            let message = match names.as_slice() {
+                [one] => format!("cycle: {one} is its own operand"),
+                _ => format!("cycle: {} depend on each other", names.join(", ")),
+            };
             let mut d = Diagnostic::new(
                 Code::Cycle,
-                format!("cycle: {} depend on each other", names.join(", ")),
+                message,
                 first.name.span.clone(),
                 "this value depends on itself",
             );
@@ -670,7 +698,7 @@ impl Lowerer {
 
     fn infer(&mut self, defs: &mut [Def], i: usize, params: &[Param]) {
         if defs[i].stmt.is_none() {
-            return; // inputs carry their declared shape
+            return; // inputs carry their declared shape; broken statements have none
         }
         let (Some(op), Some(operands), Some(param_ids)) =
             (&defs[i].op, &defs[i].operands, &defs[i].params)
@@ -703,7 +731,7 @@ impl Lowerer {
         });
         match result {
             Ok(shape) => {
-                let shape_ok = self.check_mask_ranges(defs, i, op.clone(), &shapes, &shape);
+                let shape_ok = self.check_mask_ranges(defs, i, &shapes, &shape);
                 defs[i].shape = shape_ok.then_some(shape);
             }
             Err(e) => {
@@ -720,8 +748,8 @@ impl Lowerer {
                     .map(|o| &o.name().span)
                     .collect();
                 let primary = match (e.operand, e.param) {
-                    (_, Some(p)) => param_spans[p].clone(),
-                    (Some(o), None) => value_spans[o].clone(),
+                    (Some(o), _) => value_spans[o].clone(),
+                    (None, Some(p)) => param_spans[p].clone(),
                     (None, None) => stmt.op.span.clone(),
                 };
                 let mut d = Diagnostic::new(
@@ -734,7 +762,11 @@ impl Lowerer {
                     let param = &params[param_ids[p]];
                     d = d.with_label(
                         param.span.clone(),
-                        format!("`@{}` declared here", param.name),
+                        format!(
+                            "`@{}` declared here as {}",
+                            param.name,
+                            super::ops::dims_text(&param.shape)
+                        ),
                     );
                 }
                 // Point at the definitions of the operands involved (all of them for ops that
@@ -766,7 +798,6 @@ impl Lowerer {
         &mut self,
         defs: &[Def],
         i: usize,
-        op: Op,
         inputs: &[&[usize]],
         out: &[usize],
     ) -> bool {
@@ -776,28 +807,9 @@ impl Lowerer {
             (MaskKind::KeepIn, &def.masks.keep_in),
             (MaskKind::KeepOut, &def.masks.keep_out),
         ] {
-            let Some((values, spans, span)) = mask else {
+            let Some((values, spans, _)) = mask else {
                 continue;
             };
-            if !op.is_channel_mixing() {
-                let what = match &op {
-                    Op::Conv2d(c) => format!("a grouped conv2d (groups={})", c.groups),
-                    other => format!("`{}`", other.name()),
-                };
-                self.error(
-                    Diagnostic::new(
-                        Code::MaskNotAllowed,
-                        format!("`{}` is not allowed on {what}", kind.keyword()),
-                        span.clone(),
-                        "mask here",
-                    )
-                    .with_note(
-                        "masks go on channel-mixing layers: conv2d with groups == 1, and linear",
-                    ),
-                );
-                ok = false;
-                continue;
-            }
             let (limit, what) = match kind {
                 MaskKind::KeepIn => (inputs[0][1], "input channels"),
                 MaskKind::KeepOut => (out[1], "output channels"),

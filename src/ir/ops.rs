@@ -314,17 +314,25 @@ fn spatial(
     for axis in 0..2 {
         let extent = dilation[axis] * (kernel[axis] - 1) + 1;
         let pad = padding[axis] + padding[axis + 2];
-        out[axis] = window_out(shape[2 + axis], pad, extent, stride[axis], ceil, padding[axis])
-            .ok_or_else(|| {
-                err(
-                    Code::BadShape,
-                    format!(
-                        "the window ({extent} wide with dilation) does not fit the input {} with padding {pad}",
-                        dims_text(shape)
-                    ),
-                )
-                .at_operand(0)
-            })?;
+        out[axis] = window_out(
+            shape[2 + axis],
+            pad,
+            extent,
+            stride[axis],
+            ceil,
+            padding[axis],
+        )
+        .ok_or_else(|| {
+            err(
+                Code::BadShape,
+                format!(
+                    "the {extent}-wide window does not fit the input {} (axis {}, padding {pad})",
+                    dims_text(shape),
+                    2 + axis
+                ),
+            )
+            .at_operand(0)
+        })?;
     }
     Ok(out)
 }
@@ -347,7 +355,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
             }
             let (n, cin) = (x[0], x[1]);
             let cout = w[0];
-            if cin % c.groups != 0 || cout % c.groups != 0 {
+            if !cin.is_multiple_of(c.groups) || !cout.is_multiple_of(c.groups) {
                 return Err(err(
                     Code::ChannelMismatch,
                     format!("groups={} must divide both input channels ({cin}) and output channels ({cout})", c.groups),
@@ -355,16 +363,20 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
                 .at_operand(0));
             }
             if w[1] * c.groups != cin {
+                let per_group = if c.groups > 1 {
+                    format!(" ({} per group x {} groups)", w[1], c.groups)
+                } else {
+                    String::new()
+                };
                 return Err(err(
                     Code::ChannelMismatch,
                     format!(
-                        "conv2d weight expects {} input channels ({} per group x {} groups), but the input has {cin}",
-                        w[1] * c.groups,
-                        w[1],
-                        c.groups
+                        "conv2d weight expects {} input channels{per_group}, but the input has {cin}",
+                        w[1] * c.groups
                     ),
                 )
-                .at_operand(0));
+                .at_operand(0)
+                .at_param(0));
             }
             if w[2] == 0 || w[3] == 0 || cout == 0 {
                 return Err(err(
@@ -476,7 +488,8 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
                         w[1], x[1]
                     ),
                 )
-                .at_operand(0));
+                .at_operand(0)
+                .at_param(0));
             }
             if let Some(b) = params.get(1) {
                 expect_param(b, &[w[0]], "linear bias", 1)?;

@@ -48,6 +48,8 @@ pub enum Item {
     Weights(WeightsDecl),
     Param(ParamDecl),
     Node(NodeStmt),
+    /// A statement `%name = ...` with a syntax error after the `=` (already reported).
+    Broken(BrokenStmt),
 }
 
 impl Item {
@@ -56,6 +58,7 @@ impl Item {
             Item::Weights(w) => w.span.clone(),
             Item::Param(p) => p.span.clone(),
             Item::Node(n) => n.span.clone(),
+            Item::Broken(b) => b.span.clone(),
         }
     }
 }
@@ -101,6 +104,13 @@ impl Operand {
             Operand::Value(n) | Operand::Param(n) => n,
         }
     }
+}
+
+/// What is left of a statement that did not parse: the name it defines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokenStmt {
+    pub result: Name,
+    pub span: Span,
 }
 
 /// `stride=2`.

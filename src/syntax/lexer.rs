@@ -145,7 +145,7 @@ pub struct Lexed<'input> {
 /// Lexes `source` completely. See the module note for the newline rules.
 pub fn lex(source: &str) -> Lexed<'_> {
     let mut out = Lexed::default();
-    let mut depth = 0usize;
+    let mut raw: Vec<(Token<'_>, Span)> = Vec::new();
     let mut lexer = Token::lexer(source);
     while let Some(result) = lexer.next() {
         let span = lexer.span();
@@ -163,12 +163,20 @@ pub fn lex(source: &str) -> Lexed<'_> {
                 continue;
             }
         };
+        if token == Token::Comment {
+            out.comments.push(span);
+            continue;
+        }
+        raw.push((token, span));
+    }
+    let mut depth = 0usize;
+    for (i, (token, span)) in raw.iter().cloned().enumerate() {
         match token {
-            Token::Comment => {
-                out.comments.push(span);
-                continue;
-            }
             Token::Newline => {
+                // An unclosed bracket ends at a line that clearly starts a new statement.
+                if depth > 0 && starts_statement(&raw[i + 1..]) {
+                    depth = 0;
+                }
                 let after_break = matches!(
                     out.tokens.last(),
                     None | Some((_, Token::Newline | Token::LBrace, _))
@@ -195,6 +203,20 @@ pub fn lex(source: &str) -> Lexed<'_> {
         out.tokens.push((span.start, token, span.end));
     }
     out
+}
+
+/// Whether `rest` (the tokens after a newline) begins a statement or closes the body: such a
+/// line can never continue a bracketed list.
+fn starts_statement(rest: &[(Token<'_>, Span)]) -> bool {
+    let mut rest = rest
+        .iter()
+        .map(|(t, _)| *t)
+        .skip_while(|t| *t == Token::Newline);
+    matches!(
+        (rest.next(), rest.next()),
+        (Some(Token::Value(_)), Some(Token::Eq))
+            | (Some(Token::Param | Token::Weights | Token::RBrace), _)
+    )
 }
 
 #[cfg(test)]
@@ -247,6 +269,12 @@ mod tests {
                 Token::RBrace
             ]
         );
+    }
+
+    #[test]
+    fn unclosed_paren_ends_at_next_statement() {
+        let toks = kinds("{\n%a = f(%x\n%b = g(%a)\n}");
+        assert_eq!(toks.iter().filter(|t| **t == Token::Newline).count(), 2);
     }
 
     #[test]

@@ -151,6 +151,14 @@ fn write_item(out: &mut String, item: &Item) {
                 out.push_str(&list_text(init));
             }
         }
+        Item::Broken(b) => {
+            // Only reachable when printing a file that had syntax errors.
+            let _ = write!(
+                out,
+                "# statement defining %{} omitted: it has a syntax error",
+                b.result.text
+            );
+        }
         Item::Node(n) => {
             let mut args: Vec<String> = n
                 .operands

@@ -1,0 +1,418 @@
+//! The `nnirc` command line: argument parsing and the glue between phases.
+//!
+//! Exit codes: 0 success, 1 the input has errors (diagnostics were printed), 2 usage errors
+//! (bad arguments, refusing to overwrite an input). Output files are written atomically and
+//! never over an input file.
+
+use crate::diag::{self, Diagnostic, RenderConfig};
+use crate::interp::{Scalar, Tensor};
+use crate::ir::Program;
+use crate::weights::Weights;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nnirc",
+    version,
+    about = "Compiler for .nnir, a textual IR for convolutional networks",
+    long_about = "Compiler for .nnir, a textual IR for convolutional networks.\n\n\
+        A .nnir file describes one model: named, shaped inputs, parameters bound to a \
+        safetensors file (or given inline), SSA statements, and pruning masks (keep_in / \
+        keep_out). See docs/nnir.md for the language.\n\n\
+        Exit status: 0 success, 1 the input has errors, 2 usage error."
+)]
+pub struct Cli {
+    /// When to colour diagnostics.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour when stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check files: syntax, names, ops and attributes, shapes, masks, and the weights file.
+    ///
+    /// Prints nothing and exits 0 when every file is valid; otherwise prints every diagnostic
+    /// found (with source spans) and exits 1. If a model has a `weights "..."` line, the file
+    /// is read and every file-bound parameter is checked for presence, shape and dtype.
+    Check {
+        /// The .nnir files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print a file in canonical form (comments kept).
+    ///
+    /// Formatting is a fixed point: formatting the output again changes nothing. Writes to
+    /// stdout unless -o is given; never writes over an input.
+    Fmt {
+        /// The .nnir file to format.
+        file: PathBuf,
+        /// Write the formatted text here (atomically) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Do not print; exit 1 if the file is not in canonical form.
+        #[arg(long, conflicts_with = "output")]
+        check: bool,
+    },
+    /// Run a model with the reference interpreter.
+    ///
+    /// The interpreter defines what a program means: masks are honoured as the masked program
+    /// (weight slices of pruned channels are zero). Inputs are read from --inputs or drawn
+    /// from a seeded generator; weights come from the model's `weights` file or, with
+    /// --random-weights, from a seeded generator (so models run without weight files).
+    /// Prints a summary of each output; -o writes them as safetensors or .npy.
+    Run {
+        /// The .nnir model to run.
+        file: PathBuf,
+        /// Use seeded random weights for every file-bound parameter (inline ones are kept).
+        #[arg(long, value_name = "SEED")]
+        random_weights: Option<u64>,
+        /// Read inputs from a .safetensors file (tensors named like the model's inputs) or a
+        /// .npy file (models with one input). Default: seeded random inputs.
+        #[arg(long, value_name = "FILE")]
+        inputs: Option<PathBuf>,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Evaluate in f64 instead of f32.
+        #[arg(long)]
+        f64: bool,
+        /// Ignore keep_in / keep_out masks (run the unpruned program).
+        #[arg(long)]
+        no_masks: bool,
+        /// Write the outputs: a .safetensors file (all outputs, by name) or a .npy file (one
+        /// output; with several, OUT.npy becomes OUT.<name>.npy per output).
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let ctx = Context {
+        render: RenderConfig { color },
+    };
+    let result = match cli.command {
+        Command::Check { files } => ctx.check(&files),
+        Command::Fmt {
+            file,
+            output,
+            check,
+        } => ctx.fmt(&file, output.as_deref(), check),
+        Command::Run {
+            file,
+            random_weights,
+            inputs,
+            seed,
+            f64,
+            no_masks,
+            output,
+        } => {
+            let opts = RunOptions {
+                random_weights,
+                inputs,
+                seed,
+                f64,
+                no_masks,
+                output,
+            };
+            ctx.run(&file, &opts)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input) => ExitCode::from(1),
+        Err(Failure::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Why a command failed (its messages are already printed for `Input`).
+#[derive(Debug)]
+pub enum Failure {
+    /// The input has errors; diagnostics were printed. Exit 1.
+    Input,
+    /// Bad usage. Exit 2.
+    Usage(String),
+}
+
+struct RunOptions {
+    random_weights: Option<u64>,
+    inputs: Option<PathBuf>,
+    seed: u64,
+    f64: bool,
+    no_masks: bool,
+    output: Option<PathBuf>,
+}
+
+struct Context {
+    render: RenderConfig,
+}
+
+/// A source file that compiled.
+struct Loaded {
+    source: String,
+    program: Program,
+}
+
+impl Context {
+    fn report(&self, diags: &[Diagnostic], path: &Path, source: &str) {
+        let text = diag::render(diags, &path.display().to_string(), source, self.render);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+
+    fn report_plain(&self, diag: &Diagnostic, path: &Path) {
+        eprint!("{}", diag::render_plain(diag, &path.display().to_string()));
+    }
+
+    /// Reads a source file; an unreadable or non-UTF-8 file is reported as an input error.
+    fn read_source(&self, path: &Path) -> Result<String, Failure> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            Failure::Input
+        })?;
+        String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let d = Diagnostic::new(
+                diag::Code::InvalidCharacter,
+                format!("not valid UTF-8 (at byte {at})"),
+                at..at + 1,
+                "",
+            );
+            self.report_plain(&d, path);
+            Failure::Input
+        })
+    }
+
+    /// Reads, parses and lowers a file, reporting every diagnostic.
+    fn load(&self, path: &Path) -> Result<Loaded, Failure> {
+        let source = self.read_source(path)?;
+        let compiled = crate::compile(&source);
+        if !compiled.diagnostics.is_empty() {
+            self.report(&compiled.diagnostics, path, &source);
+            return Err(Failure::Input);
+        }
+        let program = compiled.program.expect("no diagnostics means a program");
+        Ok(Loaded { source, program })
+    }
+
+    fn check(&self, files: &[PathBuf]) -> Result<(), Failure> {
+        let mut failed = false;
+        for path in files {
+            let Ok(loaded) = self.load(path) else {
+                failed = true;
+                continue;
+            };
+            if loaded.program.weights_file.is_some() {
+                if let Err(diags) = crate::weights::load(&loaded.program, base_dir(path)) {
+                    self.report(&diags, path, &loaded.source);
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            Err(Failure::Input)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fmt(&self, path: &Path, output: Option<&Path>, check: bool) -> Result<(), Failure> {
+        let source = self.read_source(path)?;
+        let parsed = crate::syntax::parse(&source);
+        if !parsed.diagnostics.is_empty() {
+            self.report(&parsed.diagnostics, path, &source);
+            return Err(Failure::Input);
+        }
+        let file = parsed.file.as_ref().expect("no diagnostics means a tree");
+        let text = crate::syntax::print::print(file, &source, &parsed.comments);
+        if check {
+            if text != source {
+                eprintln!(
+                    "{}: not in canonical form (run `nnirc fmt`)",
+                    path.display()
+                );
+                return Err(Failure::Input);
+            }
+            return Ok(());
+        }
+        match output {
+            Some(out) => write_output(out, text.as_bytes(), &[path]),
+            None => {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Context {
+    fn run(&self, path: &Path, opts: &RunOptions) -> Result<(), Failure> {
+        if let Some(out) = &opts.output {
+            let mut inputs: Vec<&Path> = vec![path];
+            inputs.extend(opts.inputs.as_deref());
+            refuse_overwrite(out, &inputs)?;
+            if !matches!(extension(out), Some("safetensors" | "npy")) {
+                return Err(Failure::Usage(format!(
+                    "{}: outputs are written as .safetensors or .npy",
+                    out.display()
+                )));
+            }
+        }
+        let Loaded {
+            source,
+            mut program,
+        } = self.load(path)?;
+        let weights = match opts.random_weights {
+            Some(seed) => crate::weights::random(&program, seed),
+            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
+                self.report(&diags, path, &source);
+                Failure::Input
+            })?,
+        };
+        if opts.no_masks {
+            for node in program.graph.node_weights_mut() {
+                node.keep_in = None;
+                node.keep_out = None;
+            }
+        }
+        if opts.f64 {
+            self.run_as::<f64>(path, &program, &weights, opts)
+        } else {
+            self.run_as::<f32>(path, &program, &weights, opts)
+        }
+    }
+
+    fn run_as<T: Scalar>(
+        &self,
+        path: &Path,
+        program: &Program,
+        weights: &Weights,
+        opts: &RunOptions,
+    ) -> Result<(), Failure> {
+        let inputs: Vec<Tensor<T>> = match &opts.inputs {
+            Some(file) => crate::tensor_io::read_inputs(program, file).map_err(|e| {
+                eprintln!("error: {}: {e}", file.display());
+                Failure::Input
+            })?,
+            None => crate::interp::random_inputs(program, opts.seed),
+        };
+        let outputs = crate::interp::run(program, weights, &inputs).map_err(|e| {
+            eprintln!("error: {}: {e}", path.display());
+            Failure::Input
+        })?;
+        let names: Vec<&str> = program
+            .outputs
+            .iter()
+            .map(|&n| program.graph[n].name.as_str())
+            .collect();
+        let mut summary = String::new();
+        for (name, t) in names.iter().zip(&outputs) {
+            summary += &format!("%{name}: {}\n", tensor_summary(t));
+        }
+        let _ = std::io::stdout().write_all(summary.as_bytes());
+        let Some(out) = &opts.output else {
+            return Ok(());
+        };
+        let written = if extension(out) == Some("npy") {
+            write_npy_outputs(out, &names, &outputs)
+        } else {
+            let named: Vec<(&str, &Tensor<T>)> = names.iter().copied().zip(&outputs).collect();
+            crate::tensor_io::write_safetensors(out, &named)
+        };
+        written.map_err(|e| {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            Failure::Input
+        })
+    }
+}
+
+/// One `.npy` file per output: `OUT.npy` for one output, `OUT.<name>.npy` for several.
+fn write_npy_outputs<T: Scalar>(
+    out: &Path,
+    names: &[&str],
+    outputs: &[Tensor<T>],
+) -> Result<(), crate::tensor_io::TensorIoError> {
+    if let [only] = outputs {
+        return crate::tensor_io::write_npy(out, only);
+    }
+    for (name, t) in names.iter().zip(outputs) {
+        let file = out.with_extension(format!("{}.npy", name.replace('/', "_")));
+        crate::tensor_io::write_npy(&file, t)?;
+    }
+    Ok(())
+}
+
+/// `f32[1, 1000]  min -0.1 max 2.3 mean 0.01 l2 4.5`.
+fn tensor_summary<T: Scalar>(t: &Tensor<T>) -> String {
+    let data = t.to_f64().data;
+    let (mut min, mut max, mut sum, mut sq) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
+    for &v in &data {
+        min = min.min(v);
+        max = max.max(v);
+        sum += v;
+        sq += v * v;
+    }
+    let mean = sum / data.len().max(1) as f64;
+    format!(
+        "{}{}  min {min:.6e}  max {max:.6e}  mean {mean:.6e}  l2 {:.6e}",
+        T::NAME,
+        crate::ir::ops::dims_text(&t.shape),
+        sq.sqrt()
+    )
+}
+
+fn extension(path: &Path) -> Option<&str> {
+    path.extension().and_then(|e| e.to_str())
+}
+
+/// The directory relative paths in a `.nnir` file are resolved against.
+pub fn base_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Writes `bytes` to `out` atomically, refusing to write over any of `inputs`.
+fn write_output(out: &Path, bytes: &[u8], inputs: &[&Path]) -> Result<(), Failure> {
+    refuse_overwrite(out, inputs)?;
+    crate::tensor_io::write_atomic(out, bytes).map_err(|e| {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        Failure::Input
+    })
+}
+
+/// A usage error if `out` names the same file as one of `inputs`.
+fn refuse_overwrite(out: &Path, inputs: &[&Path]) -> Result<(), Failure> {
+    let Ok(out_canon) = std::fs::canonicalize(out) else {
+        return Ok(()); // does not exist yet
+    };
+    for input in inputs {
+        if std::fs::canonicalize(input).is_ok_and(|i| i == out_canon) {
+            return Err(Failure::Usage(format!(
+                "refusing to write {} over the input {}",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}

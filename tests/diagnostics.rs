@@ -1,0 +1,59 @@
+//! Diagnostics boundary: each file in `tests/data/errors` makes `nnirc check` exit 1 with a
+//! rendered, span-accurate report (snapshot); every example checks clean.
+mod common;
+use common::*;
+
+/// `nnirc check` on one file: (exit code, stderr). Stdout must stay empty.
+fn check(path: &std::path::Path) -> (i32, String) {
+    let (code, stdout, stderr) = nnirc(&["check", "--color", "never", &rel(path)]);
+    assert_eq!(stdout, "", "check prints diagnostics on stderr only");
+    (code, stderr)
+}
+
+#[test]
+fn error_files_report_and_exit_1() {
+    insta::glob!("data/errors/*.nnir", |path| {
+        let (code, report) = check(path);
+        assert_eq!(code, 1, "{} should fail to check:\n{report}", rel(path));
+        assert!(report.contains("Error"), "{report}");
+        insta::assert_snapshot!(report);
+    });
+}
+
+#[test]
+fn examples_check_clean() {
+    for path in examples() {
+        let (code, report) = check(&path);
+        assert_eq!((code, report.as_str()), (0, ""), "{}", rel(&path));
+    }
+}
+
+#[test]
+fn several_files_in_one_run() {
+    let (code, _, stderr) = nnirc(&[
+        "check",
+        "--color",
+        "never",
+        "tests/data/errors/cycle.nnir",
+        "tests/data/errors/unknown_op.nnir",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("E0701") && stderr.contains("E0301"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn colour_can_be_forced() {
+    let (_, _, stderr) = nnirc(&[
+        "check",
+        "--color",
+        "always",
+        "tests/data/errors/unknown_op.nnir",
+    ]);
+    assert!(
+        stderr.contains('\u{1b}'),
+        "expected ANSI escapes:\n{stderr}"
+    );
+}
