@@ -1,4 +1,5 @@
-//! Lowering boundary: the inferred shape of every value of every example (snapshot).
+//! Lowering boundary: the inferred shape of every value of every example and of the shape
+//! fixtures in `tests/data/shapes` (snapshots).
 
 /// One line per value, in topological order: `%name = op(operands) : [shape]  keep_in=k/n`.
 fn shapes(source: &str) -> String {
@@ -39,6 +40,14 @@ fn shapes(source: &str) -> String {
 #[test]
 fn example_shapes() {
     insta::glob!("../examples", "**/*.nnir", |path| {
+        let source = std::fs::read_to_string(path).unwrap();
+        insta::assert_snapshot!(shapes(&source));
+    });
+}
+
+#[test]
+fn fixture_shapes() {
+    insta::glob!("data/shapes/*.nnir", |path| {
         let source = std::fs::read_to_string(path).unwrap();
         insta::assert_snapshot!(shapes(&source));
     });

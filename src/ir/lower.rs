@@ -181,7 +181,7 @@ impl Lowerer {
                 let found = by_name.get(o.text.as_str()).copied();
                 if found.is_none() {
                     self.error(Diagnostic::new(
-                        Code::UnusedOutput,
+                        Code::UndefinedOutput,
                         format!("output `%{}` is not defined", o.text),
                         o.span.clone(),
                         "no value of this name",
@@ -354,9 +354,9 @@ impl Lowerer {
         let mut attrs = Attrs::new(self, stmt, sig.attrs)?;
         let op = match name {
             "conv2d" => Op::Conv2d(Conv2d {
-                stride: attrs.pair("stride", 1, 1),
+                stride: attrs.pair("stride", [1, 1], 1),
                 padding: attrs.pads("padding"),
-                dilation: attrs.pair("dilation", 1, 1),
+                dilation: attrs.pair("dilation", [1, 1], 1),
                 groups: attrs.int("groups", 1, 1),
             }),
             "batch_norm" => Op::BatchNorm {
@@ -375,7 +375,7 @@ impl Lowerer {
                 let kernel = attrs.required_pair("kernel");
                 let pool = Pool2d {
                     kernel,
-                    stride: attrs.pair("stride", kernel[0], 1),
+                    stride: attrs.pair("stride", kernel, 1),
                     padding: attrs.pads("padding"),
                     ceil_mode: attrs.bool("ceil_mode", false),
                     count_include_pad: attrs.bool("count_include_pad", true),
@@ -388,7 +388,7 @@ impl Lowerer {
             }
             "global_avg_pool" => Op::GlobalAvgPool,
             "adaptive_avg_pool" => {
-                if attrs.pair("size", 1, 1) != [1, 1] {
+                if attrs.pair("size", [1, 1], 1) != [1, 1] {
                     attrs.bad("size", "only adaptive pooling to 1x1 is supported");
                 }
                 Op::AdaptiveAvgPool
@@ -971,9 +971,9 @@ impl<'a, 'l> Attrs<'a, 'l> {
     }
 
     /// An integer `n` (meaning `[n, n]`) or a list `[a, b]`.
-    fn pair(&mut self, name: &str, default: usize, min: usize) -> [usize; 2] {
+    fn pair(&mut self, name: &str, default: [usize; 2], min: usize) -> [usize; 2] {
         let Some(attr) = self.get(name) else {
-            return [default; 2];
+            return default;
         };
         let ints =
             int_list(&attr.value).filter(|v| v.iter().all(|&x| x >= min as i64 && x <= MAX_RANGE));
@@ -985,7 +985,7 @@ impl<'a, 'l> Attrs<'a, 'l> {
                     name,
                     &format!("expected an integer >= {min} or a list of two"),
                 );
-                [default; 2]
+                default
             }
         }
     }
@@ -994,7 +994,7 @@ impl<'a, 'l> Attrs<'a, 'l> {
         if self.get(name).is_none() {
             self.missing(name);
         }
-        self.pair(name, 1, 1)
+        self.pair(name, [1, 1], 1)
     }
 
     /// `p` (all sides), `[ph, pw]`, or `[top, left, bottom, right]`.
