@@ -337,7 +337,13 @@ impl Context {
         let written = if extension(out) == Some("npy") {
             write_npy_outputs(out, &names, &outputs)
         } else {
-            let named: Vec<(&str, &Tensor<T>)> = names.iter().copied().zip(&outputs).collect();
+            // An output listed twice in the header is written once.
+            let mut named: Vec<(&str, &Tensor<T>)> = Vec::new();
+            for (name, t) in names.iter().zip(&outputs) {
+                if !named.iter().any(|(n, _)| n == name) {
+                    named.push((name, t));
+                }
+            }
             crate::tensor_io::write_safetensors(out, &named)
         };
         written.map_err(|e| {

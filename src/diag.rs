@@ -14,7 +14,7 @@ pub type Span = Range<usize>;
 pub enum Code {
     InvalidCharacter,
     UnterminatedString,
-    IntegerTooLarge,
+    NumberTooLarge,
     UnexpectedToken,
     UnexpectedEnd,
     UndefinedValue,
@@ -47,12 +47,47 @@ pub enum Code {
 
 impl Code {
     /// The printed code, e.g. `E0101`.
+    /// Every code, in numeric order.
+    pub const ALL: &'static [Code] = &[
+        Code::InvalidCharacter,
+        Code::UnterminatedString,
+        Code::NumberTooLarge,
+        Code::UnexpectedToken,
+        Code::UnexpectedEnd,
+        Code::UndefinedValue,
+        Code::RedefinedValue,
+        Code::UndefinedParam,
+        Code::RedefinedParam,
+        Code::UndefinedOutput,
+        Code::UnknownOp,
+        Code::UnknownAttribute,
+        Code::WrongArity,
+        Code::BadAttribute,
+        Code::DuplicateWeights,
+        Code::UnsupportedDtype,
+        Code::RankMismatch,
+        Code::ChannelMismatch,
+        Code::ShapeMismatch,
+        Code::BadShape,
+        Code::WeightsUnreadable,
+        Code::WeightMissing,
+        Code::WeightShape,
+        Code::WeightDtype,
+        Code::InlineInit,
+        Code::MaskNotAllowed,
+        Code::MaskOutOfRange,
+        Code::MaskUnsorted,
+        Code::MaskDuplicate,
+        Code::MaskEmpty,
+        Code::Cycle,
+    ];
+
     pub fn as_str(self) -> &'static str {
         use Code::*;
         match self {
             InvalidCharacter => "E0101",
             UnterminatedString => "E0102",
-            IntegerTooLarge => "E0103",
+            NumberTooLarge => "E0103",
             UnexpectedToken => "E0104",
             UnexpectedEnd => "E0105",
             UndefinedValue => "E0201",

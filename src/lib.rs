@@ -33,7 +33,17 @@ pub fn compile(source: &str) -> Compiled {
     let mut program = None;
     if let Some(file) = &parsed.file {
         let lowered = ir::lower(file);
-        diagnostics.extend(lowered.diagnostics);
+        // A number the lexer rejected reaches lowering as a stand-in value: drop what lowering
+        // says about a span overlapping it, it is the same mistake.
+        let lexed_away = |d: &Diagnostic| {
+            let span = &d.primary.span;
+            parsed.diagnostics.iter().any(|l| {
+                l.code == diag::Code::NumberTooLarge
+                    && l.primary.span.start < span.end
+                    && span.start < l.primary.span.end
+            })
+        };
+        diagnostics.extend(lowered.diagnostics.into_iter().filter(|d| !lexed_away(d)));
         if diagnostics.is_empty() {
             program = lowered.program;
         }

@@ -57,3 +57,24 @@ fn colour_can_be_forced() {
         "expected ANSI escapes:\n{stderr}"
     );
 }
+
+#[test]
+fn every_code_has_an_error_file() {
+    let snapshots: String = std::fs::read_dir(root().join("tests/snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("diagnostics__error_files")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    for code in nnirc::diag::Code::ALL {
+        let code = code.as_str();
+        assert!(
+            snapshots.contains(&format!("[{code}]")),
+            "no error file in tests/data/errors produces {code}"
+        );
+    }
+}

@@ -373,10 +373,15 @@ impl Lowerer {
             "concat" => Op::Concat,
             "max_pool2d" | "avg_pool2d" => {
                 let kernel = attrs.required_pair("kernel");
+                let padding = attrs.pads("padding");
+                let half_kernel = [kernel[0] / 2, kernel[1] / 2, kernel[0] / 2, kernel[1] / 2];
+                if padding.iter().zip(half_kernel).any(|(&p, h)| p > h) {
+                    attrs.bad("padding", "pool padding must be at most half the kernel");
+                }
                 let pool = Pool2d {
                     kernel,
                     stride: attrs.pair("stride", kernel, 1),
-                    padding: attrs.pads("padding"),
+                    padding,
                     ceil_mode: attrs.bool("ceil_mode", false),
                     count_include_pad: attrs.bool("count_include_pad", true),
                 };
@@ -551,7 +556,7 @@ impl Lowerer {
         let mut spans: Vec<Span> = Vec::new();
         for (item, span) in &mask.list.items {
             let (lo, hi) = match *item {
-                ListItem::Int(i) => (i, i + 1),
+                ListItem::Int(i) => (i, i.saturating_add(1)),
                 ListItem::Range(a, b) => (a, b),
                 ListItem::Float(_) => {
                     self.error(Diagnostic::new(
@@ -569,6 +574,15 @@ impl Lowerer {
                     "channel indices are not negative",
                     span.clone(),
                     "negative index",
+                ));
+                return None;
+            }
+            if hi > MAX_RANGE {
+                self.error(Diagnostic::new(
+                    Code::MaskOutOfRange,
+                    "channel index too large",
+                    span.clone(),
+                    "beyond 2^24",
                 ));
                 return None;
             }
@@ -957,7 +971,10 @@ impl<'a, 'l> Attrs<'a, 'l> {
             None => default,
             Some(AttrValue::Int(i)) if *i >= min as i64 && *i <= MAX_RANGE => *i as usize,
             Some(_) => {
-                self.bad(name, &format!("expected an integer >= {min}"));
+                self.bad(
+                    name,
+                    &format!("expected an integer >= {min} (at most 2^24)"),
+                );
                 default
             }
         }
@@ -983,7 +1000,7 @@ impl<'a, 'l> Attrs<'a, 'l> {
             _ => {
                 self.bad(
                     name,
-                    &format!("expected an integer >= {min} or a list of two"),
+                    &format!("expected an integer >= {min} (at most 2^24) or a list of two"),
                 );
                 default
             }

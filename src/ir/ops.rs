@@ -312,7 +312,9 @@ fn spatial(
 ) -> Result<[usize; 2], ShapeError> {
     let mut out = [0; 2];
     for axis in 0..2 {
-        let extent = dilation[axis] * (kernel[axis] - 1) + 1;
+        let extent = dilation[axis]
+            .saturating_mul(kernel[axis] - 1)
+            .saturating_add(1);
         let pad = padding[axis] + padding[axis + 2];
         out[axis] = window_out(
             shape[2 + axis],
@@ -362,7 +364,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
                 )
                 .at_operand(0));
             }
-            if w[1] * c.groups != cin {
+            if w[1].checked_mul(c.groups) != Some(cin) {
                 let per_group = if c.groups > 1 {
                     format!(" ({} per group x {} groups)", w[1], c.groups)
                 } else {
@@ -372,7 +374,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
                     Code::ChannelMismatch,
                     format!(
                         "conv2d weight expects {} input channels{per_group}, but the input has {cin}",
-                        w[1] * c.groups
+                        w[1].saturating_mul(c.groups)
                     ),
                 )
                 .at_operand(0)
@@ -444,7 +446,7 @@ pub fn infer_shape(op: &Op, inputs: &[&[usize]], params: &[&[usize]]) -> Result<
                     )
                     .at_operand(i));
                 }
-                out[1] += s[1];
+                out[1] = out[1].saturating_add(s[1]);
             }
             Ok(out)
         }

@@ -18,7 +18,7 @@ pub enum LexErrorKind {
     #[default]
     UnexpectedChar,
     UnterminatedString,
-    IntegerTooLarge,
+    NumberTooLarge,
 }
 
 /// A lexing error with its span (reported, then skipped: parsing goes on without it).
@@ -82,15 +82,23 @@ pub enum Token<'input> {
     ParamRef(&'input str),
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*")]
     Ident(&'input str),
-    #[regex(r"-?[0-9]+", |lex| lex.slice().parse::<i64>().map_err(|_| LexErrorKind::IntegerTooLarge))]
+    #[regex(r"-?[0-9]+", |lex| lex.slice().parse::<i64>().map_err(|_| LexErrorKind::NumberTooLarge))]
     Int(i64),
-    #[regex(r"-?[0-9]+\.[0-9]+([eE][+-]?[0-9]+)?", |lex| lex.slice().parse::<f64>().ok())]
-    #[regex(r"-?[0-9]+[eE][+-]?[0-9]+", |lex| lex.slice().parse::<f64>().ok())]
+    #[regex(r"-?[0-9]+\.[0-9]+([eE][+-]?[0-9]+)?", finite_float)]
+    #[regex(r"-?[0-9]+[eE][+-]?[0-9]+", finite_float)]
     Float(f64),
     /// A double-quoted string without escapes; the slice excludes the quotes.
     #[regex(r#""[^"\n]*""#, |lex| { let s = lex.slice(); &s[1..s.len() - 1] })]
     #[regex(r#""[^"\n]*"#, |_| Err(LexErrorKind::UnterminatedString))]
     Str(&'input str),
+}
+
+/// A float literal's value; literals beyond the f64 range are errors, not infinities.
+fn finite_float<'s>(lex: &mut logos::Lexer<'s, Token<'s>>) -> Result<f64, LexErrorKind> {
+    match lex.slice().parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(f),
+        _ => Err(LexErrorKind::NumberTooLarge),
+    }
 }
 
 impl Token<'_> {
@@ -158,6 +166,21 @@ pub fn lex(source: &str) -> Lexed<'_> {
                         last.span.end = span.end;
                         continue;
                     }
+                }
+                // An unterminated string still counts as a string, so the parser does not
+                // report the same mistake again.
+                // Likewise an out-of-range number still counts as a number (diagnostics
+                // that later phases raise at its span are dropped, see `crate::compile`).
+                let text = &source[span.clone()];
+                match kind {
+                    LexErrorKind::UnterminatedString => {
+                        raw.push((Token::Str(&text[1..]), span.clone()))
+                    }
+                    LexErrorKind::NumberTooLarge if text.contains(['.', 'e', 'E']) => {
+                        raw.push((Token::Float(f64::MAX), span.clone()))
+                    }
+                    LexErrorKind::NumberTooLarge => raw.push((Token::Int(i64::MAX), span.clone())),
+                    LexErrorKind::UnexpectedChar => {}
                 }
                 out.errors.push(LexError { kind, span });
                 continue;

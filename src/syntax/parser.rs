@@ -40,11 +40,11 @@ pub fn parse(source: &str) -> Parsed {
                 e.span.clone(),
                 "this string has no closing `\"` on its line",
             ),
-            LexErrorKind::IntegerTooLarge => Diagnostic::new(
-                Code::IntegerTooLarge,
-                "integer too large",
+            LexErrorKind::NumberTooLarge => Diagnostic::new(
+                Code::NumberTooLarge,
+                "number too large",
                 e.span.clone(),
-                "does not fit in 64 bits",
+                "beyond the range of 64-bit integers and floats",
             ),
         })
         .collect();

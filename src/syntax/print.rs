@@ -226,7 +226,9 @@ fn mask_text(l: &List) -> String {
     for (item, _) in &l.items {
         match *item {
             ListItem::Int(i) => values.push(i),
-            ListItem::Range(a, b) if a < b && b - a <= 1 << 24 => values.extend(a..b),
+            ListItem::Range(a, b) if a < b && b.checked_sub(a).is_some_and(|n| n <= 1 << 24) => {
+                values.extend(a..b)
+            }
             _ => return list_text(l),
         }
     }
@@ -242,11 +244,11 @@ pub fn compress_runs(values: &[i64]) -> String {
     let mut i = 0;
     while i < values.len() {
         let mut j = i + 1;
-        while j < values.len() && values[j] == values[j - 1] + 1 {
+        while j < values.len() && Some(values[j]) == values[j - 1].checked_add(1) {
             j += 1;
         }
         if j - i >= 3 {
-            parts.push(format!("{}..{}", values[i], values[j - 1] + 1));
+            parts.push(format!("{}..{}", values[i], i128::from(values[j - 1]) + 1));
         } else {
             parts.extend(values[i..j].iter().map(|v| v.to_string()));
         }
@@ -263,6 +265,10 @@ mod tests {
     fn runs() {
         assert_eq!(compress_runs(&[0, 1, 2, 3, 7, 9, 10]), "0..4, 7, 9, 10");
         assert_eq!(compress_runs(&[]), "");
+        assert_eq!(
+            compress_runs(&[i64::MAX - 2, i64::MAX - 1, i64::MAX]),
+            "9223372036854775805..9223372036854775808"
+        );
     }
 
     #[test]
