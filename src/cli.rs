@@ -76,26 +76,8 @@ pub enum Command {
     Run {
         /// The .nnir model to run.
         file: PathBuf,
-        /// Use seeded random weights for every file-bound parameter (inline ones are kept).
-        #[arg(long, value_name = "SEED")]
-        random_weights: Option<u64>,
-        /// Read inputs from a .safetensors file (tensors named like the model's inputs) or a
-        /// .npy file (models with one input). Default: seeded random inputs.
-        #[arg(long, value_name = "FILE")]
-        inputs: Option<PathBuf>,
-        /// Seed of the random inputs.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Evaluate in f64 instead of f32.
-        #[arg(long)]
-        f64: bool,
-        /// Ignore keep_in / keep_out masks (run the unpruned program).
-        #[arg(long)]
-        no_masks: bool,
-        /// Write the outputs: a .safetensors file (all outputs, by name) or a .npy file (one
-        /// output; with several, OUT.npy becomes OUT.<name>.npy per output).
-        #[arg(short, long, value_name = "OUT")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        options: RunOptions,
     },
 }
 
@@ -117,25 +99,7 @@ pub fn main() -> ExitCode {
             output,
             check,
         } => ctx.fmt(&file, output.as_deref(), check),
-        Command::Run {
-            file,
-            random_weights,
-            inputs,
-            seed,
-            f64,
-            no_masks,
-            output,
-        } => {
-            let opts = RunOptions {
-                random_weights,
-                inputs,
-                seed,
-                f64,
-                no_masks,
-                output,
-            };
-            ctx.run(&file, &opts)
-        }
+        Command::Run { file, options } => ctx.run(&file, &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,13 +120,29 @@ pub enum Failure {
     Usage(String),
 }
 
-struct RunOptions {
-    random_weights: Option<u64>,
-    inputs: Option<PathBuf>,
-    seed: u64,
-    f64: bool,
-    no_masks: bool,
-    output: Option<PathBuf>,
+/// Options of `nnirc run`.
+#[derive(Debug, clap::Args)]
+pub struct RunOptions {
+    /// Use seeded random weights for every file-bound parameter (inline ones are kept).
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+    /// Read inputs from a .safetensors file (tensors named like the model's inputs) or a
+    /// .npy file (models with one input). Default: seeded random inputs.
+    #[arg(long, value_name = "FILE")]
+    pub inputs: Option<PathBuf>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluate in f64 instead of f32.
+    #[arg(long)]
+    pub f64: bool,
+    /// Ignore keep_in / keep_out masks (run the unpruned program).
+    #[arg(long)]
+    pub no_masks: bool,
+    /// Write the outputs: a .safetensors file (all outputs, by name) or a .npy file (one
+    /// output; with several, OUT.npy becomes OUT.<name>.npy per output).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 struct Context {

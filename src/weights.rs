@@ -11,7 +11,7 @@
 //! same seed and the same parameter name give the same tensor forever, whatever else changes in
 //! the model.
 
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{edit_distance, Code, Diagnostic};
 use crate::interp::Tensor;
 use crate::ir::ops::dims_text;
 use crate::ir::{Op, ParamId, ParamInit, Program};
@@ -262,23 +262,6 @@ fn close_names<'c>(name: &str, candidates: &[&'c str]) -> Vec<&'c str> {
         .collect();
     scored.sort_unstable();
     scored.into_iter().take(3).map(|(_, c)| c).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j]))
-                .min(row[j] + 1)
-                .min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// A SplitMix64 generator (Steele, Lea and Flood, 2014): 64 bits of state, advanced by the

@@ -7,7 +7,7 @@
 
 use super::ops::{infer_shape, signature, Activation, Conv2d, Op, Pool2d, Shape, SIGNATURES};
 use super::{Node, Param, ParamInit, Program};
-use crate::diag::{Code, Diagnostic, Span};
+use crate::diag::{edit_distance, Code, Diagnostic, Span};
 use crate::syntax::ast::{self, AttrValue, ListItem, MaskKind, NodeStmt, Operand};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashMap;
@@ -1126,21 +1126,4 @@ fn closest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<
         .filter(|(d, c)| *d <= (name.len().max(c.len()) / 3).max(1))
         .min()
         .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j]))
-                .min(row[j] + 1)
-                .min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
