@@ -7,6 +7,7 @@
 use crate::diag::{self, Diagnostic, RenderConfig};
 use crate::interp::{Scalar, Tensor};
 use crate::ir::Program;
+use crate::prune::{Method, PruneConfig, Side};
 use crate::weights::Weights;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -79,6 +80,37 @@ pub enum Command {
         #[command(flatten)]
         options: RunOptions,
     },
+    /// Print the channel segments of a model: producers that must share one channel order
+    /// (tied by add or mul), the consumers reading them and what each keeps.
+    ///
+    /// A segment is fixed when its order cannot change (it holds a model input, or a grouped
+    /// conv reads or produces it). `--dot FILE` also writes a Graphviz view of the model with
+    /// nodes coloured by segment.
+    Segments {
+        /// The .nnir model.
+        file: PathBuf,
+        /// Write a Graphviz (.dot) file of the model coloured by segment.
+        #[arg(long, value_name = "FILE")]
+        dot: Option<PathBuf>,
+    },
+    /// Write a copy of a model with L1 magnitude-pruning masks.
+    ///
+    /// The reference recipe (docs/cli.md): every conv2d with groups == 1 that does not read a
+    /// model input directly (the image stem) keeps all but the floor(AMOUNT * C) channels of
+    /// the chosen side whose weight slices have the smallest L1 norm (ties: the lower channel
+    /// index is pruned first; at least one channel is always kept). Depthwise and grouped
+    /// convs are never masked, linear layers only with --include-linear.
+    ///
+    /// Every existing mask of the chosen side is replaced: layers the recipe prunes get the
+    /// new mask, all others lose theirs. Masks of the other side are kept. The output is the
+    /// input in canonical form (comments kept), written to stdout or, atomically, to -o; a
+    /// summary goes to stderr.
+    Prune {
+        /// The .nnir model to prune.
+        file: PathBuf,
+        #[command(flatten)]
+        options: PruneOptions,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -100,6 +132,8 @@ pub fn main() -> ExitCode {
             check,
         } => ctx.fmt(&file, output.as_deref(), check),
         Command::Run { file, options } => ctx.run(&file, &options),
+        Command::Prune { file, options } => ctx.prune(&file, &options),
+        Command::Segments { file, dot } => ctx.segments(&file, dot.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,6 +177,44 @@ pub struct RunOptions {
     /// output; with several, OUT.npy becomes OUT.<name>.npy per output).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+}
+
+/// Options of `nnirc prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneOptions {
+    /// How channels are scored (the lowest are pruned).
+    #[arg(long, value_enum, default_value_t = Method::L1)]
+    pub method: Method,
+    /// Fraction of each layer's channels to prune, in [0, 1): floor(AMOUNT * C) channels go.
+    #[arg(long, value_parser = parse_amount)]
+    pub amount: f64,
+    /// Which channels to prune: input (writes keep_in, the reference recipe) or output
+    /// (writes keep_out).
+    #[arg(long, value_enum, default_value_t = Side::Input)]
+    pub side: Side,
+    /// Also mask linear layers (by the L1 norm of weight columns or rows).
+    #[arg(long)]
+    pub include_linear: bool,
+    /// Score seeded random weights (the same as `nnirc run --random-weights SEED`) instead of
+    /// reading the model's weights file.
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+    /// Write the pruned model here (atomically, never over an input) instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// List every masked layer in the summary.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// `--amount`: a number in [0, 1).
+fn parse_amount(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside [0, 1)"))
+    }
 }
 
 struct Context {
@@ -214,6 +286,25 @@ impl Context {
             Err(Failure::Input)
         } else {
             Ok(())
+        }
+    }
+
+    fn segments(&self, path: &Path, dot: Option<&Path>) -> Result<(), Failure> {
+        if let Some(out) = dot {
+            refuse_overwrite(out, &[path])?;
+        }
+        let Loaded { program, .. } = self.load(path)?;
+        let prov = crate::analysis::provenance(&program);
+        let segs = crate::analysis::segment(&program, &prov);
+        let text = crate::analysis::describe(&program, &prov, &segs);
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        match dot {
+            Some(out) => write_output(
+                out,
+                crate::analysis::dot(&program, &prov, &segs).as_bytes(),
+                &[path],
+            ),
+            None => Ok(()),
         }
     }
 
@@ -330,6 +421,94 @@ impl Context {
             eprintln!("error: cannot write {}: {e}", out.display());
             Failure::Input
         })
+    }
+}
+
+impl Context {
+    fn prune(&self, path: &Path, opts: &PruneOptions) -> Result<(), Failure> {
+        if let Some(out) = &opts.output {
+            refuse_overwrite(out, &[path])?;
+        }
+        let source = self.read_source(path)?;
+        let compiled = crate::compile(&source);
+        if !compiled.diagnostics.is_empty() {
+            self.report(&compiled.diagnostics, path, &source);
+            return Err(Failure::Input);
+        }
+        let program = compiled.program.expect("no diagnostics means a program");
+        let weights_path = program
+            .weights_file
+            .as_ref()
+            .map(|(f, _)| base_dir(path).join(f));
+        let weights = match opts.random_weights {
+            Some(seed) => crate::weights::random(&program, seed),
+            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
+                self.report(&diags, path, &source);
+                Failure::Input
+            })?,
+        };
+        let config = PruneConfig {
+            method: opts.method,
+            amount: opts.amount,
+            side: opts.side,
+            include_linear: opts.include_linear,
+        };
+        let masks = crate::prune::l1_masks(&program, &weights, &config);
+
+        let kind = config.side.mask_kind();
+        let mut file = compiled.parsed.file.expect("a program means a tree");
+        let replaced = crate::prune::clear_masks(&mut file, kind);
+        let named: Vec<(&str, &[usize])> = masks
+            .iter()
+            .map(|(n, kept)| (program.graph[*n].name.as_str(), kept.as_slice()))
+            .collect();
+        crate::prune::set_masks(&mut file, kind, &named)
+            .expect("every node of a program is a statement");
+        let text = crate::syntax::print::print(&file, &source, &compiled.parsed.comments);
+
+        let mut summary = String::new();
+        let (mut kept, mut total) = (0, 0);
+        for (n, mask) in &masks {
+            let channels = crate::prune::channel_count(&program, *n, config.side);
+            kept += mask.len();
+            total += channels;
+            if opts.verbose {
+                summary += &format!(
+                    "  %{}: kept {} / {channels} {} channels\n",
+                    program.graph[*n].name,
+                    mask.len(),
+                    config.side.name()
+                );
+            }
+        }
+        let eligible = program
+            .graph
+            .node_indices()
+            .filter(|&n| crate::prune::is_eligible(&program, n, &config))
+            .count();
+        eprint!(
+            "{}: {} side, amount {}: masked {} of {eligible} eligible layers, kept {kept} / {total} \
+             of their channels; {} masks replaced: {replaced}\n{summary}",
+            path.display(),
+            config.side.name(),
+            config.amount,
+            masks.len(),
+            kind.keyword(),
+        );
+
+        match &opts.output {
+            Some(out) => {
+                let mut inputs: Vec<&Path> = vec![path];
+                if opts.random_weights.is_none() {
+                    inputs.extend(weights_path.as_deref());
+                }
+                write_output(out, text.as_bytes(), &inputs)
+            }
+            None => {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                Ok(())
+            }
+        }
     }
 }
 

@@ -4,12 +4,18 @@
 //! `.nnir` text --[`syntax::parse`]--> AST with byte spans --[`ir::lower`]--> graph IR
 //! (petgraph, shapes and channel counts inferred) --[`weights::load`]--> parameter tensors
 //! --[`interp::run`]--> outputs (the reference meaning, masks as zeroed weight slices).
+//! [`prune`] writes L1 channel masks back into the source (inputs for the optimizer).
 //! User errors are [`diag::Diagnostic`]s at every step; [`cli`] ties the phases to `nnirc`.
 
+pub mod analysis;
 pub mod cli;
+pub mod codegen;
 pub mod diag;
+pub mod export;
 pub mod interp;
 pub mod ir;
+pub mod prune;
+pub mod solver;
 pub mod syntax;
 pub mod tensor_io;
 pub mod weights;

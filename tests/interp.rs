@@ -933,3 +933,47 @@ fn write_atomic_replaces_whole_files() {
         "no temp files left"
     );
 }
+
+#[test]
+fn keep_out_removes_the_channel_through_batch_norm() {
+    // Channel 1 of the conv is pruned on the output side: it is removed, so batch norm's shift
+    // (bias 5) does not bring it back, and the ReLU after it sees zero too.
+    check(
+        "model m(%x: f32[1, 1, 1, 1]) -> (%y) {
+  param @w: f32[2, 1, 1, 1] = [2.0, 3.0]
+  param @g: f32[2] = [1.0, 1.0]
+  param @b: f32[2] = [5.0, 5.0]
+  param @m: f32[2] = [0.0, 0.0]
+  param @v: f32[2] = [1.0, 1.0]
+  %c = conv2d(%x, @w) keep_out=[0]
+  %n = batch_norm(%c, @g, @b, @m, @v, eps=0.0)
+  %y = relu(%n)
+}",
+        &[&[1.0]],
+        &[7.0, 0.0],
+    );
+}
+
+#[test]
+fn removed_channels_merge_by_add_and_mul() {
+    // %a removes channel 0, %b removes channel 1. Add keeps a channel one side still has;
+    // mul removes a channel either side removed.
+    let src = "model m(%x: f32[1, 1, 1, 1]) -> (%s, %p) {
+  param @wa: f32[2, 1, 1, 1] = [1.0, 2.0]
+  param @wb: f32[2, 1, 1, 1] = [3.0, 4.0]
+  param @one: f32[2] = [1.0, 1.0]
+  param @shift: f32[2] = [10.0, 10.0]
+  param @zero: f32[2] = [0.0, 0.0]
+  %a = conv2d(%x, @wa) keep_out=[1]
+  %b = conv2d(%x, @wb) keep_out=[0]
+  %na = batch_norm(%a, @one, @shift, @zero, @one, eps=0.0)
+  %nb = batch_norm(%b, @one, @shift, @zero, @one, eps=0.0)
+  %s = add(%na, %nb)
+  %p = mul(%na, %nb)
+}";
+    let p = program(src);
+    let y = interp::run::<f64>(&p, &inline(&p), &inputs(&p, &[&[1.0]])).unwrap();
+    // %na = [0 (removed), 12], %nb = [13, 0 (removed)].
+    assert_eq!(y[0].data, vec![13.0, 12.0]);
+    assert_eq!(y[1].data, vec![0.0, 0.0]);
+}

@@ -255,3 +255,14 @@ pub(super) fn select_channels<T: Scalar>(x: &Tensor<T>, indices: &[usize]) -> Te
     shape[1] = indices.len();
     Tensor { shape, data }
 }
+
+/// Sets the channels (entries of axis 1) flagged in `flags` to zero.
+pub(super) fn zero_channels<T: Scalar>(x: &mut Tensor<T>, flags: &[bool]) {
+    let c = x.shape[1];
+    let inner: usize = x.shape[2..].iter().product();
+    for (i, plane) in x.data.chunks_exact_mut(inner).enumerate() {
+        if flags[i % c] {
+            plane.fill(T::ZERO);
+        }
+    }
+}

@@ -4,8 +4,10 @@
 //! exactly the declared shape. Output: one tensor per model output, in order. The meaning is the
 //! *masked program*: a node with `keep_in` behaves as if the weight columns of the dropped input
 //! channels were zero, and a node with `keep_out` as if the weight rows and bias entries of the
-//! dropped output channels were zero (so those outputs are exactly 0). Masks are applied to a
-//! per-node copy of the weights; [`Weights`] are never changed.
+//! dropped output channels were zero (so those outputs are exactly 0). A dropped output channel
+//! is *removed*: it stays zero through the per-channel ops downstream (batch norm included; see
+//! [`crate::analysis::removed_channels`]). Masks are applied to a per-node copy of the weights;
+//! [`Weights`] are never changed.
 //!
 //! Nodes run in [`Program::topo_order`], and each intermediate tensor is dropped as soon as its
 //! last user has run. The code is written for clarity over speed, except conv2d and linear,
@@ -261,6 +263,7 @@ pub fn run<T: Scalar>(
         dies_after[last].push(n);
     }
 
+    let removed = crate::analysis::removed_channels(program);
     let mut values: Vec<Option<Cow<Tensor<T>>>> = vec![None; count];
     for (i, &n) in order.iter().enumerate() {
         let node = &program.graph[n];
@@ -282,13 +285,17 @@ pub fn run<T: Scalar>(
                 })
                 .collect();
             let params = node_params(program, n, weights);
-            Cow::Owned(eval(
+            let mut out = eval(
                 &node.op,
                 &operands,
                 &params,
                 &program.param_shapes(n),
                 &node.shape,
-            ))
+            );
+            if let Some(flags) = &removed[n.index()] {
+                kernels::zero_channels(&mut out, flags);
+            }
+            Cow::Owned(out)
         };
         assert_eq!(
             value.shape, node.shape,

@@ -1,0 +1,237 @@
+//! Planning: which segment channels stay alive, and in which order.
+//!
+//! A segment is *free* when it is not fixed and reaches no model output; only free segments are
+//! cut and reordered (the others keep every channel in the original order). In a free segment a
+//! channel is live iff some consumer keeps it and does not read it as removed (a `keep_out`
+//! channel that is zero on every path to that consumer). A free segment keeps at least one
+//! channel, so that every tensor keeps a valid shape.
+
+use super::{ExportConfig, Mode};
+use crate::analysis::{self, ConsumerRead, Provenance, Segment, Segments};
+use crate::ir::Program;
+use crate::solver::{self, Anchor, ConsumerSet, Instance, SolveStats};
+use petgraph::graph::NodeIndex;
+
+/// The plan for one segment.
+#[derive(Debug, Clone)]
+pub struct SegmentPlan {
+    /// Whether the segment is cut and reordered.
+    pub free: bool,
+    /// The live segment channels, in their new order.
+    pub order: Vec<usize>,
+    /// The solver's statistics and whether its order is proven optimal (free segments with
+    /// consumers in upscale mode only).
+    pub solve: Option<(SolveStats, bool)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub provenance: Provenance,
+    pub segments: Segments,
+    /// Removed channels per node (see [`analysis::removed_channels`]).
+    pub removed: Vec<Option<Vec<bool>>>,
+    pub plans: Vec<SegmentPlan>,
+    /// `rank[s][c]`: the new position of segment channel `c` of segment `s`, if live.
+    pub rank: Vec<Vec<Option<usize>>>,
+}
+
+impl Plan {
+    /// Whether channel `pos` of `tensor` (a channel, not a feature) is removed there.
+    pub fn removed_at(&self, tensor: NodeIndex, pos: usize) -> bool {
+        let per = self.provenance.layout(tensor).features_per_channel;
+        self.removed[tensor.index()]
+            .as_ref()
+            .is_some_and(|flags| flags[pos * per..(pos + 1) * per].iter().all(|&r| r))
+    }
+}
+
+/// Resolves masks and orders every segment.
+pub fn plan(program: &Program, config: &ExportConfig) -> Plan {
+    let provenance = analysis::provenance(program);
+    let segments = analysis::segment(program, &provenance);
+    let removed = analysis::removed_channels(program);
+    let mut plan = Plan {
+        provenance,
+        segments,
+        removed,
+        plans: Vec::new(),
+        rank: Vec::new(),
+    };
+    // Liveness first (anchors look at every segment's live channels), then orders.
+    let live: Vec<Vec<usize>> = plan
+        .segments
+        .segments
+        .iter()
+        .map(|seg| {
+            let free = seg.fixed.is_none() && seg.outputs.is_empty();
+            if free {
+                live_channels(program, &plan, seg)
+            } else {
+                (0..seg.channels).collect()
+            }
+        })
+        .collect();
+    plan.rank = plan
+        .segments
+        .segments
+        .iter()
+        .zip(&live)
+        .map(|(seg, live)| {
+            let mut rank = vec![None; seg.channels];
+            for (i, &c) in live.iter().enumerate() {
+                rank[c] = Some(i);
+            }
+            rank
+        })
+        .collect();
+    for (s, live) in live.into_iter().enumerate() {
+        let seg = &plan.segments.segments[s];
+        let free = seg.fixed.is_none() && seg.outputs.is_empty();
+        let (order, solve) = match config.mode {
+            Mode::Upscale if free && !seg.consumers.is_empty() => {
+                let (order, stats, optimal) = solve_order(program, &plan, s, &live, config);
+                (order, Some((stats, optimal)))
+            }
+            _ => (live, None),
+        };
+        plan.plans.push(SegmentPlan { free, order, solve });
+    }
+    for (s, p) in plan.plans.iter().enumerate() {
+        for (i, &c) in p.order.iter().enumerate() {
+            plan.rank[s][c] = Some(i);
+        }
+    }
+    plan
+}
+
+/// The kept segment channels of one consumer read that are not removed where it reads them.
+fn kept_live(program: &Program, plan: &Plan, read: &ConsumerRead) -> Vec<usize> {
+    let input = program.operands(read.node)[0];
+    let mut kept: Vec<usize> = read
+        .read
+        .iter()
+        .zip(&read.positions)
+        .filter(|(c, &pos)| read.kept.binary_search(c).is_ok() && !plan.removed_at(input, pos))
+        .map(|(&c, _)| c)
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    kept
+}
+
+fn live_channels(program: &Program, plan: &Plan, seg: &Segment) -> Vec<usize> {
+    let mut live = vec![false; seg.channels];
+    for read in &seg.consumers {
+        for c in kept_live(program, plan, read) {
+            live[c] = true;
+        }
+    }
+    if !live.iter().any(|&l| l) && seg.channels > 0 {
+        live[0] = true; // keep shapes valid; no consumer reads it
+    }
+    (0..seg.channels).filter(|&c| live[c]).collect()
+}
+
+/// Builds the solver instance of a free segment and maps the solver's order back to segment
+/// channels.
+fn solve_order(
+    program: &Program,
+    plan: &Plan,
+    s: usize,
+    live: &[usize],
+    config: &ExportConfig,
+) -> (Vec<usize>, SolveStats, bool) {
+    let seg = &plan.segments.segments[s];
+    let mut index = vec![usize::MAX; seg.channels];
+    for (i, &c) in live.iter().enumerate() {
+        index[c] = i;
+    }
+    let mut instance = Instance {
+        channels: live.len(),
+        consumers: Vec::new(),
+    };
+    for read in &seg.consumers {
+        let kept = kept_live(program, plan, read);
+        let Some(anchor) = anchor(program, plan, s, read) else {
+            continue; // cannot be contiguous whatever this segment's order
+        };
+        let input = program.operands(read.node)[0];
+        let shape = &program.graph[input].shape;
+        let per_channel: usize = shape[0]
+            * shape[2..].iter().product::<usize>()
+            * plan.provenance.layout(input).features_per_channel;
+        let bytes = (kept.len() * per_channel * 4) as u64;
+        instance.consumers.push(ConsumerSet {
+            channels: kept.iter().map(|&c| index[c]).collect(),
+            weight: bytes.max(1),
+            anchor,
+        });
+    }
+    let solution = solver::solve(&instance, config.solver, &config.limits);
+    let order = solution.order.iter().map(|&i| live[i]).collect();
+    (order, solution.stats, solution.optimal)
+}
+
+/// Where a consumer's part of segment `s` must sit for the consumer to read one range: no
+/// constraint when its input comes from `s` alone; when its input concatenates blocks, the
+/// first block it keeps from must end its range (a suffix), the last must start it (a prefix),
+/// and blocks in between must be kept whole (`None` if that fails: it copies anyway).
+fn anchor(program: &Program, plan: &Plan, s: usize, read: &ConsumerRead) -> Option<Anchor> {
+    let input = program.operands(read.node)[0];
+    let layout = plan.provenance.layout(input);
+    let segment_of: Vec<usize> = layout
+        .origins
+        .iter()
+        .map(|&o| plan.segments.locate(o).0)
+        .collect();
+    if segment_of.iter().all(|&x| x == s) {
+        return Some(Anchor::None);
+    }
+    // Runs of consecutive positions from one segment stand for concatenated blocks.
+    let consumer = &program.graph[read.node];
+    let per = layout.features_per_channel;
+    let kept_at = |pos: usize| {
+        let keeps = consumer
+            .keep_in
+            .as_ref()
+            .is_none_or(|k| (pos * per..(pos + 1) * per).any(|f| k.binary_search(&f).is_ok()));
+        keeps && !plan.removed_at(input, pos)
+    };
+    let live_at = |pos: usize| {
+        let (seg, class) = plan.segments.locate(layout.origins[pos]);
+        plan.rank[seg][class].is_some()
+    };
+    let whole = |range: &std::ops::Range<usize>| range.clone().filter(|&p| live_at(p)).all(kept_at);
+    let mut runs: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (pos, &seg) in segment_of.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, range)) if *last == seg => range.end = pos + 1,
+            _ => runs.push((seg, pos..pos + 1)),
+        }
+    }
+    let kept_runs: Vec<usize> = (0..runs.len())
+        .filter(|&r| runs[r].1.clone().any(kept_at))
+        .collect();
+    if kept_runs.iter().filter(|&&r| runs[r].0 == s).count() != 1 {
+        return Some(Anchor::None); // this segment is in several kept blocks: no useful hint
+    }
+    let (first, last) = (kept_runs[0], kept_runs[kept_runs.len() - 1]);
+    if kept_runs.len() > 2
+        && !kept_runs[1..kept_runs.len() - 1]
+            .iter()
+            .all(|&r| whole(&runs[r].1))
+    {
+        return None;
+    }
+    let mine = *kept_runs
+        .iter()
+        .find(|&&r| runs[r].0 == s)
+        .expect("counted above");
+    match (mine == first, mine == last) {
+        (true, true) => Some(Anchor::None),
+        (true, false) => Some(Anchor::End),
+        (false, true) => Some(Anchor::Start),
+        // A middle block must be kept whole: then any order works.
+        (false, false) => whole(&runs[mine].1).then_some(Anchor::None),
+    }
+}
