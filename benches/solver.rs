@@ -1,7 +1,8 @@
 //! Ordering solver: `exact` and `paper` on seeded instances of 10, 25 and 49 consumers over 256
 //! channels. `masks`: each consumer keeps a random half of the channels (like L1 masks of
-//! unrelated layers); `intervals`: random intervals of a hidden order with 8 flipped channels
-//! (nearly zero-copy, the hard case for both searches).
+//! unrelated layers); `sparse`: each keeps about 3% (a sparse overlap graph: many chordless
+//! paths for `paper`, many compatible subsets for `exact`); `intervals`: random intervals of a
+//! hidden order with 8 flipped channels (nearly zero-copy).
 use criterion::{criterion_group, criterion_main, Criterion};
 use nnirc::solver::random::{interval_instance, random_instance, Rng};
 use nnirc::solver::{solve, Instance, Limits, SolverKind};
@@ -13,6 +14,10 @@ fn instances() -> Vec<(String, Instance)> {
         out.push((
             format!("masks/{k}"),
             random_instance(&mut rng, 256, k, 50, 0, 1 << 16),
+        ));
+        out.push((
+            format!("sparse/{k}"),
+            random_instance(&mut rng, 256, k, 3, 0, 1 << 16),
         ));
         out.push((
             format!("intervals/{k}"),

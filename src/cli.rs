@@ -80,6 +80,20 @@ pub enum Command {
         #[command(flatten)]
         options: RunOptions,
     },
+    /// Export a masked model as a smaller one that computes the same thing (UPSCALE).
+    ///
+    /// Dead channels are cut, each segment's channels are put in one order (the original order
+    /// with --mode naive; the ordering solver's with --mode upscale, the default), and every
+    /// consumer that does not read its whole input gets a slice (a view in eager runtimes) or a
+    /// gather (a copy). Writes OUT.nnir and its weights as OUT.safetensors beside it, prints a
+    /// before/after table on stderr (before = the naive export of the same masks), and with
+    /// --verify checks the result against the masked program with the reference interpreter.
+    Optimize {
+        /// The masked .nnir model.
+        file: PathBuf,
+        #[command(flatten)]
+        options: OptimizeOptions,
+    },
     /// Print the channel segments of a model: producers that must share one channel order
     /// (tied by add or mul), the consumers reading them and what each keeps.
     ///
@@ -134,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Run { file, options } => ctx.run(&file, &options),
         Command::Prune { file, options } => ctx.prune(&file, &options),
         Command::Segments { file, dot } => ctx.segments(&file, dot.as_deref()),
+        Command::Optimize { file, options } => ctx.optimize(&file, &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -217,6 +232,48 @@ fn parse_amount(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Options of `nnirc optimize`.
+#[derive(Debug, clap::Args)]
+pub struct OptimizeOptions {
+    /// Write the optimized model here (and its weights as the same path with .safetensors).
+    #[arg(short, long, value_name = "OUT.nnir")]
+    pub output: Option<PathBuf>,
+    /// How channel orders are chosen.
+    #[arg(long, value_enum, default_value_t = ModeArg::Upscale)]
+    pub mode: ModeArg,
+    /// The ordering solver (upscale mode).
+    #[arg(long, value_enum, default_value_t = SolverArg::Exact)]
+    pub solver: SolverArg,
+    /// Use seeded random weights for every file-bound parameter (inline ones are kept).
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Check the result against the masked program on seeded random inputs (f64 and f32).
+    #[arg(long)]
+    pub verify: bool,
+    /// Seed of the verification inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The original channel order (the fair baseline).
+    Naive,
+    /// One order per segment from the ordering solver.
+    Upscale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SolverArg {
+    /// C1P test (PQ-tree) plus branch and bound over consumers; heuristic past its limits.
+    Exact,
+    /// The published UPSCALE algorithm (maximum-reward chordless path), for comparison.
+    Paper,
+}
+
 struct Context {
     render: RenderConfig,
 }
@@ -287,6 +344,149 @@ impl Context {
         } else {
             Ok(())
         }
+    }
+
+    fn optimize(&self, path: &Path, opts: &OptimizeOptions) -> Result<(), Failure> {
+        use crate::export::{export, verify, ExportConfig, Mode};
+        use crate::report::{program_stats, segment_stats, CopySemantics, Report, Verification};
+        use crate::solver::SolverKind;
+        let weights_out = opts
+            .output
+            .as_ref()
+            .map(|o| o.with_extension("safetensors"));
+        if let Some(out) = &opts.output {
+            if extension(out) != Some("nnir") {
+                return Err(Failure::Usage(format!(
+                    "{}: the output must be a .nnir file",
+                    out.display()
+                )));
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut timings = std::collections::BTreeMap::new();
+        let mut lap = |phase: &str, since: std::time::Instant| {
+            timings.insert(phase.to_string(), since.elapsed().as_secs_f64() * 1e3);
+        };
+        let Loaded { source, program } = self.load(path)?;
+        let weights_in = program
+            .weights_file
+            .as_ref()
+            .map(|(file, _)| base_dir(path).join(file));
+        let mut inputs: Vec<&Path> = vec![path];
+        inputs.extend(weights_in.as_deref());
+        for out in opts.output.iter().chain(&weights_out).chain(&opts.report) {
+            refuse_overwrite(out, &inputs)?;
+        }
+        let weights = match opts.random_weights {
+            Some(seed) => crate::weights::random(&program, seed),
+            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
+                self.report(&diags, path, &source);
+                Failure::Input
+            })?,
+        };
+        lap("load", started);
+        let mode = match opts.mode {
+            ModeArg::Naive => Mode::Naive,
+            ModeArg::Upscale => Mode::Upscale,
+        };
+        let solver = match opts.solver {
+            SolverArg::Exact => SolverKind::Exact,
+            SolverArg::Paper => SolverKind::Paper,
+        };
+        let failed = |e: crate::export::ExportError| {
+            eprintln!("error: {}: {e}", path.display());
+            Failure::Input
+        };
+        let t = std::time::Instant::now();
+        let config = ExportConfig {
+            mode,
+            solver,
+            ..Default::default()
+        };
+        let exported = export(&program, &weights, &config).map_err(failed)?;
+        lap("export", t);
+        let t = std::time::Instant::now();
+        let baseline = export(
+            &program,
+            &weights,
+            &ExportConfig {
+                mode: Mode::Naive,
+                ..Default::default()
+            },
+        )
+        .map_err(failed)?;
+        lap("baseline", t);
+        let verification = if opts.verify {
+            let t = std::time::Instant::now();
+            let d64 = verify::<f64>(
+                &program,
+                &weights,
+                &exported.program,
+                &exported.weights,
+                opts.seed,
+            )
+            .map_err(failed)?;
+            let d32 = verify::<f32>(
+                &program,
+                &weights,
+                &exported.program,
+                &exported.weights,
+                opts.seed,
+            )
+            .map_err(failed)?;
+            lap("verify", t);
+            Some(Verification {
+                f64_max_abs: d64.max_abs,
+                f64_max_rel: d64.max_rel,
+                f32_max_abs: d32.max_abs,
+                f32_max_rel: d32.max_rel,
+            })
+        } else {
+            None
+        };
+        let copies = CopySemantics::Views;
+        lap("total", started);
+        let report = Report {
+            model: program.name.clone(),
+            mode: format!("{:?}", opts.mode).to_lowercase(),
+            solver: format!("{:?}", opts.solver).to_lowercase(),
+            cost_model: "views".to_string(),
+            before: program_stats(&baseline.program, copies),
+            after: program_stats(&exported.program, copies),
+            segments: segment_stats(&program, &exported, copies),
+            timings_ms: timings,
+            verify: verification,
+        };
+        eprint!("{}", report.table());
+        if let (Some(out), Some(wout)) = (&opts.output, &weights_out) {
+            let file_name = wout
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = crate::codegen::program_text(&exported.program, Some(&file_name));
+            let named = exported.weights.named_f32(&exported.program);
+            let named: Vec<(&str, &Tensor<f32>)> =
+                named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+                eprintln!("error: cannot encode the weights: {e}");
+                Failure::Input
+            })?;
+            write_output(wout, &bytes, &inputs)?;
+            write_output(out, text.as_bytes(), &inputs)?;
+        }
+        if let Some(r) = &opts.report {
+            let json = serde_json::to_string_pretty(&report).expect("the report serializes");
+            write_output(r, json.as_bytes(), &inputs)?;
+        }
+        if let Some(v) = verification {
+            if !(v.f64_max_rel <= 1e-10 && v.f32_max_rel <= 1e-4) {
+                eprintln!(
+                    "error: verification failed: the optimized model differs from the masked one"
+                );
+                return Err(Failure::Input);
+            }
+        }
+        Ok(())
     }
 
     fn segments(&self, path: &Path, dot: Option<&Path>) -> Result<(), Failure> {

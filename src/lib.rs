@@ -15,6 +15,7 @@ pub mod export;
 pub mod interp;
 pub mod ir;
 pub mod prune;
+pub mod report;
 pub mod solver;
 pub mod syntax;
 pub mod tensor_io;

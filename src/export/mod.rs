@@ -14,7 +14,7 @@ mod plan;
 mod rewrite;
 
 pub use plan::{plan, Plan, SegmentPlan};
-pub use rewrite::rewrite;
+pub use rewrite::{rewrite, Read, ReadKind};
 
 use crate::interp::{self, Scalar};
 use crate::ir::Program;
@@ -45,6 +45,8 @@ pub struct Exported {
     pub program: Program,
     pub weights: Weights,
     pub plan: Plan,
+    /// How each channel-mixing consumer reads its input.
+    pub reads: Vec<Read>,
 }
 
 /// Why a program cannot be exported.
@@ -64,11 +66,12 @@ pub fn export(
     config: &ExportConfig,
 ) -> Result<Exported, ExportError> {
     let plan = plan(program, config);
-    let (new_program, new_weights) = rewrite(program, weights, &plan)?;
+    let (new_program, new_weights, reads) = rewrite(program, weights, &plan)?;
     Ok(Exported {
         program: new_program,
         weights: new_weights,
         plan,
+        reads,
     })
 }
 

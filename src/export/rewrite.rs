@@ -16,6 +16,26 @@ use crate::weights::Weights;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashSet;
 
+/// How a consumer reads its input in the exported program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// The whole tensor, directly.
+    Full,
+    /// A contiguous range (a view in eager runtimes, a copy in graph runtimes).
+    Slice,
+    /// A gather (always a copy).
+    Gather,
+}
+
+/// One consumer's read: which node (in the original program), how, and the bytes the slice or
+/// gather produces per inference (f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Read {
+    pub consumer: NodeIndex,
+    pub kind: ReadKind,
+    pub bytes: u64,
+}
+
 /// A new parameter: its shape and row-major data.
 type Tensor = (Vec<usize>, Vec<f64>);
 
@@ -24,7 +44,7 @@ pub fn rewrite(
     program: &Program,
     weights: &Weights,
     plan: &Plan,
-) -> Result<(Program, Weights), ExportError> {
+) -> Result<(Program, Weights, Vec<Read>), ExportError> {
     let layouts = new_layouts(program, plan);
     let mut out = Builder {
         graph: DiGraph::new(),
@@ -32,6 +52,7 @@ pub fn rewrite(
         tensors: Vec::new(),
         names: HashSet::new(),
         param_names: HashSet::new(),
+        reads: Vec::new(),
     };
     for n in program.graph.node_indices() {
         out.names.insert(program.graph[n].name.clone());
@@ -175,6 +196,7 @@ pub fn rewrite(
         Weights {
             tensors: out.tensors,
         },
+        out.reads,
     ))
 }
 
@@ -205,12 +227,7 @@ fn select_op(indices: Vec<usize>) -> Op {
 }
 
 /// Rows `rows` and columns `columns` (`None`: a zero column) of a `[O, C, rest...]` weight.
-fn select_matrix(
-    w: &[f64],
-    shape: &[usize],
-    rows: &[usize],
-    columns: &[Option<usize>],
-) -> Tensor {
+fn select_matrix(w: &[f64], shape: &[usize], rows: &[usize], columns: &[Option<usize>]) -> Tensor {
     let (cin, inner) = (shape[1], shape[2..].iter().product::<usize>());
     let mut data = Vec::with_capacity(rows.len() * columns.len() * inner);
     for &o in rows {
@@ -303,6 +320,7 @@ struct Builder {
     tensors: Vec<Vec<f64>>,
     names: HashSet<String>,
     param_names: HashSet<String>,
+    reads: Vec<Read>,
 }
 
 impl Builder {
@@ -421,14 +439,36 @@ impl Builder {
         if wanted.is_empty() {
             // Nothing live is kept: read one channel through zero weights.
             let slice = self.insert(node, Op::Slice { start: 0, end: 1 }, new_input)?;
+            self.record(n, ReadKind::Slice, slice);
             return Ok((slice, vec![None]));
         }
         let columns = wanted.iter().map(|&j| Some(layout[j])).collect();
         if wanted.len() == layout.len() {
+            self.reads.push(Read {
+                consumer: n,
+                kind: ReadKind::Full,
+                bytes: 0,
+            });
             return Ok((new_input, columns));
         }
-        let read = self.insert(node, select_op(wanted), new_input)?;
+        let op = select_op(wanted);
+        let kind = if matches!(op, Op::Slice { .. }) {
+            ReadKind::Slice
+        } else {
+            ReadKind::Gather
+        };
+        let read = self.insert(node, op, new_input)?;
+        self.record(n, kind, read);
         Ok((read, columns))
+    }
+
+    fn record(&mut self, consumer: NodeIndex, kind: ReadKind, read: NodeIndex) {
+        let bytes = self.graph[read].shape.iter().product::<usize>() as u64 * 4;
+        self.reads.push(Read {
+            consumer,
+            kind,
+            bytes,
+        });
     }
 
     fn insert(

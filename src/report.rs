@@ -1,0 +1,224 @@
+//! The optimization report: what a program costs (selection ops, bytes copied, MACs, params)
+//! before and after export, per segment, per phase, and the verification error.
+//!
+//! `before` is always the naive export of the same masks, so the two columns compare orders,
+//! not pruning. Bytes are per inference at the declared input shapes, in f32.
+
+use crate::export::{Exported, ReadKind};
+use crate::ir::{Op, Program};
+use petgraph::graph::NodeIndex;
+use serde::Serialize;
+use std::fmt::Write;
+
+/// Which selection ops copy: under `views` a slice is a free view, under `graph` every
+/// selection op copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopySemantics {
+    Views,
+    Graph,
+}
+
+/// Whole-program costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct ProgramStats {
+    /// gather, slice and permute nodes.
+    pub selection_ops: usize,
+    /// Selection ops that copy under the chosen semantics.
+    pub copying_ops: usize,
+    pub bytes_copied: u64,
+    pub macs: u64,
+    pub params: u64,
+}
+
+/// Counts the costs of `program`.
+pub fn program_stats(program: &Program, copies: CopySemantics) -> ProgramStats {
+    let mut s = ProgramStats {
+        params: program
+            .params
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>() as u64)
+            .sum(),
+        ..Default::default()
+    };
+    for n in program.graph.node_indices() {
+        let node = &program.graph[n];
+        let elements = node.shape.iter().product::<usize>() as u64;
+        match &node.op {
+            Op::Gather { .. } | Op::Slice { .. } | Op::Permute { .. } => {
+                s.selection_ops += 1;
+                let copies = copies == CopySemantics::Graph || !matches!(node.op, Op::Slice { .. });
+                if copies {
+                    s.copying_ops += 1;
+                    s.bytes_copied += elements * 4;
+                }
+            }
+            Op::Conv2d(_) => {
+                let w = &program.params[node.params[0]].shape;
+                s.macs += elements * (w[1] * w[2] * w[3]) as u64;
+            }
+            Op::Linear => {
+                let w = &program.params[node.params[0]].shape;
+                s.macs += elements * w[1] as u64;
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// One segment of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentStats {
+    pub producers: Vec<String>,
+    pub consumers: Vec<String>,
+    pub channels: usize,
+    pub live_channels: usize,
+    pub fixed: Option<String>,
+    pub contiguous_consumers: usize,
+    pub copying_consumers: usize,
+    pub bytes_copied: u64,
+    pub solver_optimal: Option<bool>,
+    pub solver_time_ms: Option<f64>,
+    pub solver_stop: Option<String>,
+}
+
+/// Per-segment statistics of an export.
+pub fn segment_stats(
+    original: &Program,
+    exported: &Exported,
+    copies: CopySemantics,
+) -> Vec<SegmentStats> {
+    let plan = &exported.plan;
+    let name = |n: NodeIndex| format!("%{}", original.graph[n].name);
+    plan.segments
+        .segments
+        .iter()
+        .zip(&plan.plans)
+        .filter(|(seg, _)| !seg.consumers.is_empty())
+        .map(|(seg, p)| {
+            let mut st = SegmentStats {
+                producers: seg
+                    .spaces
+                    .iter()
+                    .map(|&s| name(plan.provenance.spaces[s].node))
+                    .collect(),
+                consumers: seg.consumers.iter().map(|c| name(c.node)).collect(),
+                channels: seg.channels,
+                live_channels: p.order.len(),
+                fixed: seg
+                    .fixed
+                    .map(|f| f.describe().to_string())
+                    .or_else(|| (!p.free).then(|| "reaches a model output".to_string())),
+                contiguous_consumers: 0,
+                copying_consumers: 0,
+                bytes_copied: 0,
+                solver_optimal: p.solve.map(|(_, optimal)| optimal),
+                solver_time_ms: p.solve.map(|(stats, _)| stats.elapsed.as_secs_f64() * 1e3),
+                solver_stop: p.solve.map(|(stats, _)| format!("{:?}", stats.stop)),
+            };
+            for c in &seg.consumers {
+                let Some(read) = exported.reads.iter().find(|r| r.consumer == c.node) else {
+                    continue;
+                };
+                let copies = match read.kind {
+                    ReadKind::Full => false,
+                    ReadKind::Slice => copies == CopySemantics::Graph,
+                    ReadKind::Gather => true,
+                };
+                if copies {
+                    st.copying_consumers += 1;
+                    st.bytes_copied += read.bytes;
+                } else {
+                    st.contiguous_consumers += 1;
+                }
+            }
+            st
+        })
+        .collect()
+}
+
+/// Verification result: how far the exported program is from the masked program.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Verification {
+    pub f64_max_abs: f64,
+    pub f64_max_rel: f64,
+    pub f32_max_abs: f64,
+    pub f32_max_rel: f64,
+}
+
+/// The JSON report of `nnirc optimize --report`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub mode: String,
+    pub solver: String,
+    pub cost_model: String,
+    pub before: ProgramStats,
+    pub after: ProgramStats,
+    pub segments: Vec<SegmentStats>,
+    pub timings_ms: std::collections::BTreeMap<String, f64>,
+    pub verify: Option<Verification>,
+}
+
+impl Report {
+    /// The human table printed on stderr.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{}: {} export ({} solver, {} costs)\n",
+            self.model, self.mode, self.solver, self.cost_model
+        );
+        let _ = writeln!(out, "  {:<16} {:>12} {:>12}", "", "before", "after");
+        let rows: [(&str, u64, u64); 5] = [
+            (
+                "selection ops",
+                self.before.selection_ops as u64,
+                self.after.selection_ops as u64,
+            ),
+            (
+                "copying ops",
+                self.before.copying_ops as u64,
+                self.after.copying_ops as u64,
+            ),
+            (
+                "bytes copied",
+                self.before.bytes_copied,
+                self.after.bytes_copied,
+            ),
+            ("MACs", self.before.macs, self.after.macs),
+            ("params", self.before.params, self.after.params),
+        ];
+        for (label, b, a) in rows {
+            let _ = writeln!(out, "  {label:<16} {b:>12} {a:>12}");
+        }
+        let optimal = self
+            .segments
+            .iter()
+            .filter(|s| s.solver_optimal == Some(true))
+            .count();
+        let solved = self
+            .segments
+            .iter()
+            .filter(|s| s.solver_optimal.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "  segments: {} with consumers, {solved} solved ({optimal} proven optimal)",
+            self.segments.len()
+        );
+        if let Some(v) = &self.verify {
+            let _ = writeln!(
+                out,
+                "  verify: f64 max rel {:.2e}, f32 max rel {:.2e}",
+                v.f64_max_rel, v.f32_max_rel
+            );
+        }
+        let timings: Vec<String> = self
+            .timings_ms
+            .iter()
+            .map(|(p, t)| format!("{p} {t:.1} ms"))
+            .collect();
+        let _ = writeln!(out, "  time: {}", timings.join(", "));
+        out
+    }
+}
