@@ -1,0 +1,91 @@
+//! `nnirc optimize` end to end on every example: the optimized `.nnir` (snapshot), its report
+//! (snapshot, timings removed), and the written files check, run and verify.
+mod common;
+use common::*;
+
+/// Runs `nnirc optimize` on an example; returns (optimized text, report JSON without timings).
+fn optimize(path: &std::path::Path, mode: &str) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("opt.nnir");
+    let report = dir.path().join("report.json");
+    let (code, stdout, stderr) = nnirc(&[
+        "optimize",
+        &rel(path),
+        "--random-weights",
+        "0",
+        "--mode",
+        mode,
+        "--verify",
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{}: {stderr}", rel(path));
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("verify: f64 max rel"), "{stderr}");
+    // The written model checks and runs with its written weights.
+    let (code, _, stderr) = nnirc(&["check", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("timings_ms");
+    let verify = json.as_object_mut().unwrap().remove("verify").unwrap();
+    assert!(verify["f64_max_rel"].as_f64().unwrap() <= 1e-10, "{verify}");
+    assert!(verify["f32_max_rel"].as_f64().unwrap() <= 1e-4, "{verify}");
+    for seg in json["segments"].as_array_mut().unwrap() {
+        seg.as_object_mut().unwrap().remove("solver_time_ms");
+    }
+    (text, json)
+}
+
+#[test]
+fn examples_upscale() {
+    insta::glob!("../examples", "*.nnir", |path| {
+        let (text, report) = optimize(path, "upscale");
+        insta::assert_snapshot!("nnir", text);
+        insta::assert_snapshot!("report", serde_json::to_string_pretty(&report).unwrap());
+    });
+}
+
+#[test]
+fn examples_naive() {
+    insta::glob!("../examples", "*.nnir", |path| {
+        let (_, report) = optimize(path, "naive");
+        // Naive mode is the baseline: nothing to gain over itself.
+        assert_eq!(report["before"], report["after"], "{}", rel(path));
+    });
+}
+
+#[test]
+fn upscale_never_copies_more_than_naive() {
+    for path in examples() {
+        let (_, report) = optimize(&path, "upscale");
+        let (before, after) = (&report["before"], &report["after"]);
+        assert!(
+            after["copying_ops"].as_u64() <= before["copying_ops"].as_u64(),
+            "{}: {report}",
+            rel(&path)
+        );
+        assert!(
+            after["bytes_copied"].as_u64() <= before["bytes_copied"].as_u64(),
+            "{}: {report}",
+            rel(&path)
+        );
+        assert_eq!(after["macs"], before["macs"]);
+    }
+}
+
+#[test]
+fn optimize_refuses_to_overwrite_its_input() {
+    let (code, _, stderr) = nnirc(&[
+        "optimize",
+        "examples/squeezenet_fire.nnir",
+        "--random-weights",
+        "0",
+        "-o",
+        "examples/squeezenet_fire.nnir",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+}
