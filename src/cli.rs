@@ -264,6 +264,9 @@ pub enum ModeArg {
     Naive,
     /// One order per segment from the ordering solver.
     Upscale,
+    /// Constrained pruning: coupled consumers prune the union of their pruned channels (a
+    /// different, smaller network; the extra pruned channels are reported), exported naively.
+    Constrained,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -386,7 +389,7 @@ impl Context {
         };
         lap("load", started);
         let mode = match opts.mode {
-            ModeArg::Naive => Mode::Naive,
+            ModeArg::Naive | ModeArg::Constrained => Mode::Naive,
             ModeArg::Upscale => Mode::Upscale,
         };
         let solver = match opts.solver {
@@ -403,7 +406,15 @@ impl Context {
             solver,
             ..Default::default()
         };
-        let exported = export(&program, &weights, &config).map_err(failed)?;
+        // Constrained mode exports (and verifies against) the constrained masked program.
+        let (target, extra_pruned) = match opts.mode {
+            ModeArg::Constrained => {
+                let (constrained, extra) = crate::export::constrain(&program);
+                (constrained, Some(extra))
+            }
+            _ => (program.clone(), None),
+        };
+        let exported = export(&target, &weights, &config).map_err(failed)?;
         lap("export", t);
         let t = std::time::Instant::now();
         let baseline = export(
@@ -419,7 +430,7 @@ impl Context {
         let verification = if opts.verify {
             let t = std::time::Instant::now();
             let d64 = verify::<f64>(
-                &program,
+                &target,
                 &weights,
                 &exported.program,
                 &exported.weights,
@@ -427,7 +438,7 @@ impl Context {
             )
             .map_err(failed)?;
             let d32 = verify::<f32>(
-                &program,
+                &target,
                 &weights,
                 &exported.program,
                 &exported.weights,
@@ -453,7 +464,8 @@ impl Context {
             cost_model: "views".to_string(),
             before: program_stats(&baseline.program, copies),
             after: program_stats(&exported.program, copies),
-            segments: segment_stats(&program, &exported, copies),
+            segments: segment_stats(&target, &exported, copies),
+            constrained_extra_pruned: extra_pruned,
             timings_ms: timings,
             verify: verification,
         };

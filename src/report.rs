@@ -157,6 +157,9 @@ pub struct Report {
     pub before: ProgramStats,
     pub after: ProgramStats,
     pub segments: Vec<SegmentStats>,
+    /// Constrained mode: input channels (or features) pruned beyond the original masks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constrained_extra_pruned: Option<usize>,
     pub timings_ms: std::collections::BTreeMap<String, f64>,
     pub verify: Option<Verification>,
 }
@@ -206,6 +209,12 @@ impl Report {
             "  segments: {} with consumers, {solved} solved ({optimal} proven optimal)",
             self.segments.len()
         );
+        if let Some(extra) = self.constrained_extra_pruned {
+            let _ = writeln!(
+                out,
+                "  constrained: {extra} input channels pruned beyond the masks"
+            );
+        }
         if let Some(v) = &self.verify {
             let _ = writeln!(
                 out,

@@ -599,8 +599,13 @@ impl Gen {
         }
     }
 
-    /// A grouped conv (groups 2), or a depthwise one, with a producer around it.
+    /// A grouped conv (groups 2) or a depthwise conv with a channel multiplier of 2.
     fn grouped(&mut self, x: &T) -> T {
+        if self.percent(30) {
+            let k = if self.percent(50) { 1 } else { 3 };
+            let g = self.conv(x, 2 * x.c, k, 1, x.c);
+            return self.maybe_bn_act(&g);
+        }
         let x = if x.c % 2 == 0 {
             x.clone()
         } else {
@@ -624,6 +629,81 @@ impl Gen {
         }
     }
 
+    /// Element-wise combinations that tie channels: a product of two producers, a
+    /// channel-wise (spatially broadcast) add or mul, or a one-channel broadcast.
+    fn elementwise(&mut self, x: &T) -> T {
+        match self.below(4) {
+            0 => {
+                let a = self.conv_any(x, x.c);
+                let b = self.conv_any(x, x.c);
+                let b = self.act(&b);
+                self.stmt("mul", &[&a, &b], &[], Vec::new(), None, true, shape(x))
+            }
+            1 => {
+                // A per-channel bias from a pooled producer: [1, C, 1, 1] + [1, C, H, W].
+                let p = self.global_pool(x);
+                let b = self.conv(&p, x.c, 1, 1, 1);
+                let op = if self.percent(50) { "add" } else { "mul" };
+                let (l, r) = if self.percent(50) { (x, &b) } else { (&b, x) };
+                self.stmt(op, &[l, r], &[], Vec::new(), None, true, shape(x))
+            }
+            2 => {
+                // One channel broadcast over all of x's channels (an irregular tie).
+                let m = self.conv_any(x, 1);
+                let op = if self.percent(50) { "add" } else { "mul" };
+                self.stmt(op, &[x, &m], &[], Vec::new(), None, true, shape(x))
+            }
+            _ => {
+                // A value combined with itself, or concatenated with itself.
+                if self.percent(50) {
+                    self.stmt("add", &[x, x], &[], Vec::new(), None, true, shape(x))
+                } else {
+                    self.concat(&[x, x])
+                }
+            }
+        }
+    }
+
+    /// A hand-written layout op on x: slice, gather (maybe repeating channels) or permute.
+    fn layout(&mut self, x: &T) -> T {
+        let (op, attrs, c) = match self.below(3) {
+            0 => {
+                let a = self.below(x.c);
+                let b = self.range(a + 1, x.c);
+                (
+                    "slice",
+                    vec![format!("start={a}"), format!("end={b}")],
+                    b - a,
+                )
+            }
+            1 => {
+                let n = self.range(1, x.c + 2);
+                let idx: Vec<String> = (0..n).map(|_| self.below(x.c).to_string()).collect();
+                ("gather", vec![format!("indices=[{}]", idx.join(", "))], n)
+            }
+            _ => {
+                let mut order: Vec<usize> = (0..x.c).collect();
+                for i in (1..order.len()).rev() {
+                    let j = self.below(i + 1);
+                    order.swap(i, j);
+                }
+                let idx: Vec<String> = order.iter().map(|i| i.to_string()).collect();
+                ("permute", vec![format!("order=[{}]", idx.join(", "))], x.c)
+            }
+        };
+        let t = self.stmt(op, &[x], &[], attrs, None, true, (c, x.h, x.w, x.flat));
+        if self.percent(50) {
+            let c = self.channels();
+            let y = if t.flat {
+                self.linear(&t, c)
+            } else {
+                self.conv_any(&t, c)
+            };
+            return self.maybe_bn_act(&y);
+        }
+        t
+    }
+
     /// A fresh model input of x's shape, added (or concatenated) to x.
     fn input_residual(&mut self, x: &T) -> T {
         let y = self.input(x.c, x.h, x.w);
@@ -638,14 +718,13 @@ impl Gen {
         }
     }
 
-    /// flatten (after a global pool, or of the whole map) -> linear layers.
-    fn head(&mut self, x: &T) -> T {
-        let x = if self.percent(50) || x.c * x.h * x.w > 200 {
+    fn flatten(&mut self, x: &T) -> T {
+        let x = if self.percent(50) || x.c * x.h * x.w > 150 {
             self.global_pool(x)
         } else {
             x.clone()
         };
-        let f = self.stmt(
+        self.stmt(
             "flatten",
             &[&x],
             &[],
@@ -653,9 +732,54 @@ impl Gen {
             None,
             true,
             (x.c * x.h * x.w, 1, 1, true),
-        );
+        )
+    }
+
+    /// flatten (after a global pool, or of the whole map) -> [per-feature ops, layout ops,
+    /// feature concats and adds] -> linear layers.
+    fn head(&mut self, x: &T) -> T {
+        let f = self.flatten(x);
+        let mut t = f.clone();
+        if self.percent(20) {
+            t = self.bn(&t);
+        }
+        if self.percent(20) {
+            t = self.act(&t);
+        }
+        if self.percent(10) {
+            t = self.layout(&t);
+        }
+        match self.below(6) {
+            0 => {
+                // Flattened features plus a linear's output of the same width.
+                let l = self.linear(&t, t.c);
+                t = self.add(&t, &l);
+            }
+            1 => {
+                // Flattened features next to a linear's output.
+                let width = self.range(2, 6);
+                let l = self.linear(&t, width);
+                t = if self.percent(50) {
+                    self.concat(&[&t, &l])
+                } else {
+                    self.concat(&[&l, &t])
+                };
+            }
+            2 => {
+                // Two flattened maps side by side (maybe with different spatial sizes).
+                let candidates: Vec<T> = self.values.iter().filter(|v| !v.flat).cloned().collect();
+                let v = self.pick(&candidates).clone();
+                let g = self.flatten(&v);
+                t = if self.percent(50) {
+                    self.concat(&[&t, &g])
+                } else {
+                    self.concat(&[&g, &t])
+                };
+            }
+            _ => {}
+        }
         let hidden = self.range(2, 12);
-        let mut t = self.linear(&f, hidden);
+        t = self.linear(&t, hidden);
         if self.percent(40) {
             t = self.bn(&t);
         }
@@ -792,7 +916,7 @@ impl Gen {
                 previous.insert(input, mask.clone());
                 self.stmts[i].keep_in = Some(mask);
             }
-            if self.percent(15) && !self.reaches_gate(&self.stmts[i].name.clone()) {
+            if self.percent(25) && !self.reaches_gate(&self.stmts[i].name.clone()) {
                 self.stmts[i].keep_out = Some(self.subset(cout));
             }
         }
@@ -848,7 +972,7 @@ fn generate(seed: u64, blocks: usize) -> String {
     let (c, h, w) = (g.channels(), g.range(3, 6), g.range(3, 6));
     let mut cur = g.input(c, h, w);
     for _ in 0..blocks {
-        cur = match g.below(12) {
+        cur = match g.below(14) {
             0 | 1 => g.conv_block(&cur),
             2 | 3 => g.residual(&cur),
             4 => g.multi_add(&cur),
@@ -870,6 +994,8 @@ fn generate(seed: u64, blocks: usize) -> String {
                     g.input_residual(&cur)
                 }
             }
+            11 => g.elementwise(&cur),
+            12 => g.layout(&cur),
             _ => {
                 g.side();
                 cur
@@ -889,11 +1015,18 @@ fn generate(seed: u64, blocks: usize) -> String {
         g.extra_outputs.push(name);
     }
     g.assign_masks();
-    // Outputs: the final value, every value nothing reads, and maybe one intermediate.
+    // Outputs: the final value, most values nothing reads (the others are dead branches), and
+    // maybe one intermediate.
     let mut outputs = vec![cur.name.clone()];
-    for v in &g.values {
-        if !g.uses.contains_key(&v.name) && !outputs.contains(&v.name) {
-            outputs.push(v.name.clone());
+    let leaves: Vec<String> = g
+        .values
+        .iter()
+        .filter(|v| !g.uses.contains_key(&v.name) && v.name != cur.name)
+        .map(|v| v.name.clone())
+        .collect();
+    for v in leaves {
+        if g.percent(80) {
+            outputs.push(v);
         }
     }
     for o in &g.extra_outputs {
@@ -920,7 +1053,10 @@ proptest! {
 fn fixed_seeds_export_exactly() {
     for seed in 0..64u64 {
         let blocks = 1 + seed as usize % 6;
-        check(&generate(seed, blocks), &format!("seed {seed}, {blocks} blocks"));
+        check(
+            &generate(seed, blocks),
+            &format!("seed {seed}, {blocks} blocks"),
+        );
     }
 }
 
@@ -951,5 +1087,39 @@ fn export_regressions() {
         failures.len(),
         files.len(),
         failures.join("\n\n")
+    );
+}
+
+#[test]
+fn zz_dump() {
+    let dir = std::path::Path::new("/tmp/gen");
+    std::fs::create_dir_all(dir).unwrap();
+    let (mut segs, mut free, mut reordered, mut gathers, mut slices, mut cut) = (0, 0, 0, 0, 0, 0);
+    for seed in 0..400u64 {
+        let blocks = 1 + seed as usize % 6;
+        let src = generate(seed, blocks);
+        std::fs::write(dir.join(format!("s{seed}.nnir")), &src).unwrap();
+        let program = nnirc::compile(&src).program.unwrap();
+        let weights = nnirc::weights::random(&program, 7);
+        let e = export(&program, &weights, &ExportConfig::default()).unwrap();
+        for (sp, seg) in e.plan.plans.iter().zip(&e.plan.segments.segments) {
+            segs += 1;
+            if sp.free {
+                free += 1;
+            }
+            if sp.order.windows(2).any(|w| w[0] > w[1]) {
+                reordered += 1;
+            }
+            if sp.order.len() < seg.channels {
+                cut += 1;
+            }
+        }
+        let text = nnirc::codegen::program_text(&e.program, None);
+        gathers += text.matches("gather(").count();
+        slices += text.matches("slice(").count();
+        std::fs::write(dir.join(format!("s{seed}.out.nnir")), &text).unwrap();
+    }
+    eprintln!(
+        "segs {segs} free {free} reordered {reordered} cut {cut} gathers {gathers} slices {slices}"
     );
 }

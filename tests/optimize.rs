@@ -89,3 +89,23 @@ fn optimize_refuses_to_overwrite_its_input() {
     ]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn constrained_prunes_more_and_verifies() {
+    for path in examples() {
+        let (_, report) = optimize(&path, "constrained");
+        assert!(
+            report["constrained_extra_pruned"].as_u64().unwrap() > 0,
+            "{}: {report}",
+            rel(&path)
+        );
+        assert!(
+            report["after"]["params"].as_u64() < report["before"]["params"].as_u64(),
+            "{}",
+            rel(&path)
+        );
+        assert!(
+            report["after"]["copying_ops"].as_u64() <= report["before"]["copying_ops"].as_u64()
+        );
+    }
+}

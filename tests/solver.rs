@@ -643,13 +643,13 @@ fn scaling_report() {
         }
         eprintln!("{name} max={max}:\n  {}", line.join("\n  "));
     };
-    for (k, noise) in [(25, 8), (49, 4), (49, 16)] {
+    for (n, k, noise) in [(256, 25, 8), (256, 49, 4), (256, 49, 16), (1024, 200, 40)] {
         for max in [25, 64] {
             let mut rng = Rng::new(7);
             let instances = (0..5)
-                .map(|_| interval_instance(&mut rng, 256, k, 10, noise))
+                .map(|_| interval_instance(&mut rng, n, k, 10, noise))
                 .collect();
-            report(&format!("intervals k={k} noise={noise}"), instances, max);
+            report(&format!("intervals n={n} k={k} noise={noise}"), instances, max);
         }
     }
     for (k, keep, weight) in [

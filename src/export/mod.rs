@@ -10,9 +10,11 @@
 //! original order for [`Mode::Naive`], the ordering solver's for [`Mode::Upscale`]);
 //! [`rewrite`] builds the new graph and weights from the plan.
 
+mod constrain;
 mod plan;
 mod rewrite;
 
+pub use constrain::constrain;
 pub use plan::{plan, Plan, SegmentPlan};
 pub use rewrite::{rewrite, Read, ReadKind};
 

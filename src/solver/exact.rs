@@ -234,9 +234,13 @@ impl Search<'_> {
                     let mut next = without.clone();
                     next[e] = true;
                     for (x, slot) in next.iter_mut().enumerate() {
-                        if !*slot && x != i && layout.add(self.fam, self.nbase + x) {
-                            *slot = true;
+                        if *slot || x == i {
+                            continue;
                         }
+                        if !self.budget.tick() {
+                            return;
+                        }
+                        *slot = layout.add(self.fam, self.nbase + x);
                     }
                     if self.score(&next) < current {
                         *chosen = next;

@@ -1,0 +1,145 @@
+//! Reference evaluation of layout terms: the meaning every rule preserves.
+//!
+//! A tensor is one number per channel, a weight a dense matrix (columns are input channels).
+//! `(produce w)` applies `w` to the fixed input `u[j] = j + 1`. Evaluation is exact up to
+//! floating-point summation order, so tests compare terms of one class numerically.
+
+use super::language::{IndexSet, Layout, Tables};
+use egg::RecExpr;
+
+/// A dense row-major matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+}
+
+impl Matrix {
+    fn at(&self, r: usize, c: usize) -> f64 {
+        self.data[r * self.cols + c]
+    }
+
+    /// The matrix whose column `j` is `column(j)` (`None`: zeros).
+    fn from_columns(&self, cols: usize, column: impl Fn(usize) -> Option<usize>) -> Matrix {
+        let mut data = vec![0.0; self.rows * cols];
+        for j in 0..cols {
+            if let Some(src) = column(j) {
+                for r in 0..self.rows {
+                    data[r * cols + j] = self.at(r, src);
+                }
+            }
+        }
+        Matrix {
+            rows: self.rows,
+            cols,
+            data,
+        }
+    }
+}
+
+/// A value of a term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Num(usize),
+    Set(IndexSet),
+    Tensor(Vec<f64>),
+    Weight(Matrix),
+}
+
+/// The values of the leaves: `(tensor N)` is `tensors[N]`, `(weight N)` is `weights[N]`.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub tensors: Vec<Vec<f64>>,
+    pub weights: Vec<Matrix>,
+}
+
+/// Evaluates `expr`; `None` if it is ill-typed or names a missing leaf.
+pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value> {
+    let mut values: Vec<Value> = Vec::with_capacity(expr.len());
+    for node in expr.as_ref() {
+        let value = |id: egg::Id| &values[usize::from(id)];
+        let num = |id| match value(id) {
+            Value::Num(n) => Some(*n),
+            _ => None,
+        };
+        let set = |id| match value(id) {
+            Value::Set(s) => Some(s.clone()),
+            _ => None,
+        };
+        let tensor = |id| match value(id) {
+            Value::Tensor(t) => Some(t.clone()),
+            _ => None,
+        };
+        let weight = |id| match value(id) {
+            Value::Weight(w) => Some(w.clone()),
+            _ => None,
+        };
+        let pick = |x: &[f64], k: &[usize]| -> Option<Vec<f64>> {
+            k.iter().map(|&i| x.get(i).copied()).collect()
+        };
+        let v = match node {
+            Layout::Num(n) => Value::Num(*n),
+            Layout::Set(s) => Value::Set(tables.set(*s).clone()),
+            Layout::Tensor(n) => Value::Tensor(env.tensors.get(num(*n)?)?.clone()),
+            Layout::Weight(n) => Value::Weight(env.weights.get(num(*n)?)?.clone()),
+            Layout::Produce(w) => {
+                let w = weight(*w)?;
+                Value::Tensor(
+                    (0..w.rows)
+                        .map(|r| (0..w.cols).map(|c| w.at(r, c) * (c + 1) as f64).sum())
+                        .collect(),
+                )
+            }
+            Layout::Perm([k, x]) | Layout::Gather([k, x]) => {
+                Value::Tensor(pick(&tensor(*x)?, &set(*k)?.indices)?)
+            }
+            Layout::Slice([a, b, x]) => {
+                let (a, b, x) = (num(*a)?, num(*b)?, tensor(*x)?);
+                Value::Tensor(x.get(a..b)?.to_vec())
+            }
+            Layout::Consume([_, w, x]) => {
+                let (w, x) = (weight(*w)?, tensor(*x)?);
+                if w.cols != x.len() {
+                    return None;
+                }
+                Value::Tensor(
+                    (0..w.rows)
+                        .map(|r| (0..w.cols).map(|c| w.at(r, c) * x[c]).sum())
+                        .collect(),
+                )
+            }
+            Layout::PermuteRows([p, w]) => {
+                let (p, w) = (set(*p)?.indices, weight(*w)?);
+                if p.len() != w.rows || p.iter().any(|&r| r >= w.rows) {
+                    return None;
+                }
+                let data = p
+                    .iter()
+                    .flat_map(|&r| w.data[r * w.cols..(r + 1) * w.cols].iter().copied())
+                    .collect();
+                Value::Weight(Matrix { data, ..w })
+            }
+            Layout::PermuteCols([k, w]) | Layout::SelectCols([k, w]) => {
+                let (k, w) = (set(*k)?.indices, weight(*w)?);
+                if k.iter().any(|&c| c >= w.cols) {
+                    return None;
+                }
+                Value::Weight(w.from_columns(k.len(), |j| Some(k[j])))
+            }
+            Layout::PadCols([k, w]) => {
+                let (k, w) = (set(*k)?, weight(*w)?);
+                if k.len() != w.cols {
+                    return None;
+                }
+                let mut source = vec![None; k.universe];
+                for (i, &c) in k.indices.iter().enumerate() {
+                    source[c] = Some(i);
+                }
+                Value::Weight(w.from_columns(k.universe, |j| source[j]))
+            }
+        };
+        values.push(v);
+    }
+    values.pop()
+}

@@ -1,0 +1,195 @@
+//! The rewrite rules, one table per op family.
+//!
+//! Policy: every rule is an identity of the term semantics in [`Layout`]'s table, so any term
+//! in a class computes the same thing (`tests/egraph.rs` evaluates them); the right-hand side is
+//! never worse than the left for *some* runtime, and the cost model picks. There is no
+//! commutativity, no identity or inverse permutation rule, and no rule that builds a `perm`:
+//! the only permutations in an e-graph are those its terms were built with (the solver's
+//! orders), so the rule set terminates (`tests/egraph.rs` checks saturation).
+//!
+//! A custom applier ([`Compute`]) appears only where the right-hand side is computed (offsets,
+//! compositions, inverses); it checks types first and adds nothing when the rule does not apply.
+
+use super::language::{num_of, set_of, tensor_of, IndexSet, Layout, LayoutGraph, Tables};
+use egg::{rewrite as rw, Applier, Id, PatternAst, Rewrite, Subst, Symbol, Var};
+
+type Rule = Rewrite<Layout, Tables>;
+
+/// Every rule, family by family.
+pub fn rules() -> Vec<Rule> {
+    [selection(), reads(), weights(), permutations()].concat()
+}
+
+/// Selections on their own.
+#[rustfmt::skip]
+pub fn selection() -> Vec<Rule> {
+    vec![
+        // gather k x = slice k[0] (k[last]+1) x                      (k an ascending run)
+        rw!("gather-of-range-is-slice"; "(gather ?k ?x)"  => { Compute(gather_of_range) }),
+        // slice 0 L x = x                                             (x has L channels)
+        rw!("full-slice-is-identity";   "(slice 0 ?b ?x)" => "?x" if channels_are("?x", "?b")),
+    ]
+}
+
+/// How a consumer reads: a copy, or a wider read through zero weight columns.
+#[rustfmt::skip]
+pub fn reads() -> Vec<Rule> {
+    vec![
+        // consume c w (gather k x) = consume c (pad-cols (k-a) w) (slice a b x)
+        //                                                  (k ascending with gaps, [a,b) its span)
+        rw!("consume-gather-as-padded-slice";  "(consume ?c ?w (gather ?k ?x))"  => { Compute(gather_as_padded_slice) }),
+        // consume c w (slice a b x) = consume c (pad-cols a..b w) x   ([a,b) not all of x)
+        rw!("consume-slice-as-padded-full";    "(consume ?c ?w (slice ?a ?b ?x))" => { Compute(slice_as_padded_full) }),
+        // consume c w (gather k x) = consume c (permute-cols s w) (gather sorted(k) x)
+        //                                                  (k distinct, not ascending; s sorts k)
+        rw!("gather-sorts-into-consumer-cols"; "(consume ?c ?w (gather ?k ?x))"  => { Compute(gather_sorted) }),
+    ]
+}
+
+/// Export-time weight transforms.
+#[rustfmt::skip]
+pub fn weights() -> Vec<Rule> {
+    vec![
+        // pad-cols k2 (pad-cols k1 w) = pad-cols (k2 . k1) w
+        rw!("pad-of-pad-composes"; "(pad-cols ?k2 (pad-cols ?k1 ?w))" => { Compute(pad_of_pad) }),
+    ]
+}
+
+/// The solver's permutations: folded into weights, or composed into selections.
+#[rustfmt::skip]
+pub fn permutations() -> Vec<Rule> {
+    vec![
+        // perm p (produce w) = produce (permute-rows p w)
+        rw!("perm-folds-into-producer-rows"; "(perm ?p (produce ?w))"       => "(produce (permute-rows ?p ?w))"),
+        // consume c w (perm p x) = consume c (permute-cols p^-1 w) x
+        rw!("perm-folds-into-consumer-cols"; "(consume ?c ?w (perm ?p ?x))" => { Compute(perm_into_consumer) }),
+        // gather k (perm p x) = gather (p . k) x
+        rw!("gather-of-perm-composes";       "(gather ?k (perm ?p ?x))"     => { Compute(gather_of_perm) }),
+        // slice a b (perm p x) = gather p[a..b] x
+        rw!("slice-of-perm-is-gather";       "(slice ?a ?b (perm ?p ?x))"   => { Compute(slice_of_perm) }),
+    ]
+}
+
+/// A right-hand side computed from the match: `None` adds nothing.
+struct Compute(fn(&mut LayoutGraph, &Subst) -> Option<Id>);
+
+impl Applier<Layout, Tables> for Compute {
+    fn apply_one(
+        &self,
+        egraph: &mut LayoutGraph,
+        eclass: Id,
+        subst: &Subst,
+        _searcher_ast: Option<&PatternAst<Layout>>,
+        _rule_name: Symbol,
+    ) -> Vec<Id> {
+        match (self.0)(egraph, subst) {
+            Some(id) if egraph.union(eclass, id) => vec![eclass],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn var(name: &str) -> Var {
+    name.parse().expect("a pattern variable")
+}
+
+fn channels_are(x: &str, b: &str) -> impl Fn(&mut LayoutGraph, Id, &Subst) -> bool {
+    let (x, b) = (var(x), var(b));
+    move |egraph, _, subst| {
+        let channels = tensor_of(egraph, subst[x]).map(|t| t.channels);
+        channels.is_some() && channels == num_of(egraph, subst[b])
+    }
+}
+
+fn add_set(egraph: &mut LayoutGraph, set: IndexSet) -> Id {
+    let id = egraph.analysis.intern(set);
+    egraph.add(Layout::Set(id))
+}
+
+fn add_slice(egraph: &mut LayoutGraph, a: usize, b: usize, x: Id) -> Id {
+    let (a, b) = (egraph.add(Layout::Num(a)), egraph.add(Layout::Num(b)));
+    egraph.add(Layout::Slice([a, b, x]))
+}
+
+fn gather_of_range(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let (a, b) = set_of(egraph, subst[var("?k")])?.as_run()?;
+    Some(add_slice(egraph, a, b, subst[var("?x")]))
+}
+
+fn gather_as_padded_slice(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let k = set_of(egraph, subst[var("?k")])?;
+    if !k.is_ascending() || k.as_run().is_some() {
+        return None; // unsorted: sort first; a run: it is a slice already
+    }
+    let (a, b) = (k.indices[0], k.indices[k.len() - 1] + 1);
+    let shifted = IndexSet::new(b - a, k.indices.iter().map(|i| i - a).collect())?;
+    let (c, w, x) = (subst[var("?c")], subst[var("?w")], subst[var("?x")]);
+    let pad = add_set(egraph, shifted);
+    let w = egraph.add(Layout::PadCols([pad, w]));
+    let read = add_slice(egraph, a, b, x);
+    Some(egraph.add(Layout::Consume([c, w, read])))
+}
+
+fn slice_as_padded_full(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let a = num_of(egraph, subst[var("?a")])?;
+    let b = num_of(egraph, subst[var("?b")])?;
+    let channels = tensor_of(egraph, subst[var("?x")])?.channels;
+    if a >= b || b > channels || (a, b) == (0, channels) {
+        return None;
+    }
+    let (c, w, x) = (subst[var("?c")], subst[var("?w")], subst[var("?x")]);
+    let pad = add_set(egraph, IndexSet::range(channels, a, b));
+    let w = egraph.add(Layout::PadCols([pad, w]));
+    Some(egraph.add(Layout::Consume([c, w, x])))
+}
+
+fn gather_sorted(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let k = set_of(egraph, subst[var("?k")])?;
+    if k.is_ascending() || !k.is_distinct() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..k.len()).collect();
+    order.sort_by_key(|&j| k.indices[j]);
+    let sorted = IndexSet::new(k.universe, order.iter().map(|&j| k.indices[j]).collect())?;
+    let sort = IndexSet::new(k.len(), order)?;
+    let (c, w, x) = (subst[var("?c")], subst[var("?w")], subst[var("?x")]);
+    let sort = add_set(egraph, sort);
+    let w = egraph.add(Layout::PermuteCols([sort, w]));
+    let sorted = add_set(egraph, sorted);
+    let read = egraph.add(Layout::Gather([sorted, x]));
+    Some(egraph.add(Layout::Consume([c, w, read])))
+}
+
+fn pad_of_pad(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let outer = set_of(egraph, subst[var("?k2")])?;
+    let composed = outer.compose(set_of(egraph, subst[var("?k1")])?)?;
+    let pad = add_set(egraph, composed);
+    Some(egraph.add(Layout::PadCols([pad, subst[var("?w")]])))
+}
+
+fn perm_into_consumer(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let inverse = set_of(egraph, subst[var("?p")])?.inverse()?;
+    let (c, w, x) = (subst[var("?c")], subst[var("?w")], subst[var("?x")]);
+    let inverse = add_set(egraph, inverse);
+    let w = egraph.add(Layout::PermuteCols([inverse, w]));
+    Some(egraph.add(Layout::Consume([c, w, x])))
+}
+
+fn gather_of_perm(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let p = set_of(egraph, subst[var("?p")])?;
+    let composed = p.compose(set_of(egraph, subst[var("?k")])?)?;
+    let k = add_set(egraph, composed);
+    Some(egraph.add(Layout::Gather([k, subst[var("?x")]])))
+}
+
+fn slice_of_perm(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let a = num_of(egraph, subst[var("?a")])?;
+    let b = num_of(egraph, subst[var("?b")])?;
+    let p = set_of(egraph, subst[var("?p")])?;
+    if a >= b || b > p.len() {
+        return None;
+    }
+    let part = IndexSet::new(p.universe, p.indices[a..b].to_vec())?;
+    let k = add_set(egraph, part);
+    Some(egraph.add(Layout::Gather([k, subst[var("?x")]])))
+}
