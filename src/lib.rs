@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod cli;
 pub mod codegen;
 pub mod diag;
+pub mod egraph;
 pub mod export;
 pub mod interp;
 pub mod ir;

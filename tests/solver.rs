@@ -649,7 +649,11 @@ fn scaling_report() {
             let instances = (0..5)
                 .map(|_| interval_instance(&mut rng, n, k, 10, noise))
                 .collect();
-            report(&format!("intervals n={n} k={k} noise={noise}"), instances, max);
+            report(
+                &format!("intervals n={n} k={k} noise={noise}"),
+                instances,
+                max,
+            );
         }
     }
     for (k, keep, weight) in [

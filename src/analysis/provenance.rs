@@ -123,6 +123,14 @@ pub fn provenance(program: &Program) -> Provenance {
             | Op::AdaptiveAvgPool => input(0).clone(),
             Op::Add | Op::Mul => {
                 let (a, b) = (input(0), input(1));
+                // Operands counted in different units (a flattened map and a linear output)
+                // are compared feature by feature.
+                let (a, b) = if a.features_per_channel == b.features_per_channel {
+                    (a.clone(), b.clone())
+                } else {
+                    (per_feature(a), per_feature(b))
+                };
+                let (a, b) = (&a, &b);
                 // The result's layout is the full-channel operand's; a broadcast channel ties
                 // to every channel.
                 let (full, other) = if a.origins.len() >= b.origins.len() {
@@ -138,12 +146,26 @@ pub fn provenance(program: &Program) -> Provenance {
                 }
                 full.clone()
             }
-            Op::Concat => Layout {
-                origins: (0..operands.len())
-                    .flat_map(|i| input(i).origins.iter().copied())
-                    .collect(),
-                features_per_channel: input(0).features_per_channel,
-            },
+            Op::Concat => {
+                // Blocks with different features per channel (flattened maps of different
+                // sizes, linear outputs) are joined feature by feature.
+                let per = input(0).features_per_channel;
+                if (0..operands.len()).all(|i| input(i).features_per_channel == per) {
+                    Layout {
+                        origins: (0..operands.len())
+                            .flat_map(|i| input(i).origins.iter().copied())
+                            .collect(),
+                        features_per_channel: per,
+                    }
+                } else {
+                    Layout {
+                        origins: (0..operands.len())
+                            .flat_map(|i| per_feature(input(i)).origins)
+                            .collect(),
+                        features_per_channel: 1,
+                    }
+                }
+            }
             Op::Flatten => {
                 let x = &program.graph[operands[0]].shape;
                 Layout {
@@ -183,6 +205,19 @@ fn select(layout: &Layout, indices: impl Iterator<Item = usize>) -> Layout {
     // keep one origin per selected feature.
     Layout {
         origins: indices.map(|i| layout.origins[i / f]).collect(),
+        features_per_channel: 1,
+    }
+}
+
+/// The same layout counted feature by feature (each channel's origin repeated per feature).
+fn per_feature(layout: &Layout) -> Layout {
+    let f = layout.features_per_channel;
+    Layout {
+        origins: layout
+            .origins
+            .iter()
+            .flat_map(|&o| std::iter::repeat_n(o, f))
+            .collect(),
         features_per_channel: 1,
     }
 }

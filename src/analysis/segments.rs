@@ -4,8 +4,8 @@
 //! Channels tied by add or mul are unioned (union-find over every (space, channel)); the
 //! spaces whose channels meet form a segment, and each equivalence class of tied channels is
 //! one *segment channel*. A segment is [`Fixed`] (its order cannot change) when it holds a model
-//! input or a grouped conv's output, when a grouped conv reads it, or when its ties are not a
-//! one-to-one alignment of its spaces' channels.
+//! input or a grouped conv's output, when a grouped conv or a gather/slice/permute reads it, or
+//! when its ties are not a one-to-one alignment of its spaces' channels.
 //!
 //! Invariant: for a segment that is not fixed, every space in it maps its channels one-to-one
 //! onto the segment channels `0..channels`.
@@ -27,6 +27,9 @@ pub enum Fixed {
     Grouped,
     /// Its ties do not align its spaces' channels one to one (e.g. a channel broadcast).
     Irregular,
+    /// A gather, slice or permute of the input program reads it (its indices name positions
+    /// in the original order).
+    LayoutOp,
 }
 
 impl Fixed {
@@ -35,6 +38,7 @@ impl Fixed {
             Fixed::Input => "holds a model input",
             Fixed::Grouped => "tied to a grouped convolution",
             Fixed::Irregular => "channels tied irregularly (broadcast or misaligned)",
+            Fixed::LayoutOp => "read by a gather, slice or permute",
         }
     }
 }
@@ -185,6 +189,16 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
     for n in program.topo_order() {
         let node = &program.graph[n];
         let operands = program.operands(n);
+        if matches!(
+            node.op,
+            Op::Gather { .. } | Op::Slice { .. } | Op::Permute { .. }
+        ) {
+            for &o in &prov.layout(operands[0]).origins {
+                let (s, _) = locate(&segments, &result.of_space, o);
+                segments[s].fixed.get_or_insert(Fixed::LayoutOp);
+            }
+            continue;
+        }
         let mixing = node.op.is_channel_mixing();
         let grouped =
             matches!(&node.op, Op::Conv2d(c) if c.groups > 1) && prov.space_of(n).is_some();

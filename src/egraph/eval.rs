@@ -21,7 +21,7 @@ impl Matrix {
     }
 
     /// The matrix whose column `j` is `column(j)` (`None`: zeros).
-    fn from_columns(&self, cols: usize, column: impl Fn(usize) -> Option<usize>) -> Matrix {
+    fn with_columns(&self, cols: usize, column: impl Fn(usize) -> Option<usize>) -> Matrix {
         let mut data = vec![0.0; self.rows * cols];
         for j in 0..cols {
             if let Some(src) = column(j) {
@@ -125,7 +125,7 @@ pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value>
                 if k.iter().any(|&c| c >= w.cols) {
                     return None;
                 }
-                Value::Weight(w.from_columns(k.len(), |j| Some(k[j])))
+                Value::Weight(w.with_columns(k.len(), |j| Some(k[j])))
             }
             Layout::PadCols([k, w]) => {
                 let (k, w) = (set(*k)?, weight(*w)?);
@@ -136,7 +136,7 @@ pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value>
                 for (i, &c) in k.indices.iter().enumerate() {
                     source[c] = Some(i);
                 }
-                Value::Weight(w.from_columns(k.universe, |j| source[j]))
+                Value::Weight(w.with_columns(k.universe, |j| source[j]))
             }
         };
         values.push(v);

@@ -45,8 +45,8 @@ pub struct Extraction {
 }
 
 /// The cost of one e-node on its own: runtime selections and zero weight columns; leaves,
-/// consumers and the other weight transforms (done at export time) are free. Ill-typed nodes
-/// are [`Cost::MAX`].
+/// consumers and the other weight transforms (done at export time) are free. A priced node
+/// whose operands have the wrong type is [`Cost::MAX`].
 pub fn node_cost(egraph: &LayoutGraph, node: &Layout, model: &dyn CostModel) -> Cost {
     let priced = match node {
         Layout::Gather([k, x]) => set_of(egraph, *k)
@@ -63,9 +63,9 @@ pub fn node_cost(egraph: &LayoutGraph, node: &Layout, model: &dyn CostModel) -> 
                 .filter(|((a, b), _)| a < b)
                 .map(|((a, b), x)| model.slice(b - a, x.bytes_per_channel))
         }
-        Layout::PadCols([k, w]) => set_of(egraph, *k)
-            .zip(weight_of(egraph, *w))
-            .map(|(k, w)| model.zero_columns(k.universe - k.len(), w.macs_per_column)),
+        Layout::PadCols([k, w]) => set_of(egraph, *k).zip(weight_of(egraph, *w)).map(|(k, w)| {
+            model.zero_columns(k.universe.saturating_sub(k.len()), w.macs_per_column)
+        }),
         _ => Some(Cost::ZERO),
     };
     priced.unwrap_or(Cost::MAX)
@@ -235,7 +235,11 @@ pub fn extract(
         .zip(baseline)
         .map(|(&root, base)| {
             let (base, class) = tree_of(egraph, base).expect("the baseline term is in the e-graph");
-            assert_eq!(class, egraph.find(root), "the baseline term is in its root's class");
+            assert_eq!(
+                class,
+                egraph.find(root),
+                "the baseline term is in its root's class"
+            );
             let base_expr = base.to_expr();
             let mut list = vec![candidate(base)];
             for tree in enumerate(egraph, root, &mut Vec::new()) {
@@ -271,7 +275,12 @@ fn plan_cost(options: &[Vec<Candidate>], choice: &[usize], costs: &[Cost]) -> Co
             used[k] = true;
         }
     }
-    costs.iter().zip(&used).filter(|(_, &u)| u).map(|(c, _)| *c).sum()
+    costs
+        .iter()
+        .zip(&used)
+        .filter(|(_, &u)| u)
+        .map(|(c, _)| *c)
+        .sum()
 }
 
 /// Roots that share a costly e-node (through any candidates) in one group, with the shared

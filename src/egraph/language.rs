@@ -128,6 +128,11 @@ impl IndexSet {
         self.len() == self.universe && self.is_distinct()
     }
 
+    /// `indices[i] == i` everywhere, over the whole universe.
+    pub fn is_identity(&self) -> bool {
+        self.len() == self.universe && self.indices.iter().enumerate().all(|(i, &p)| i == p)
+    }
+
     /// `i -> self[inner[i]]`: the indices of `inner`, looked up in `self`.
     pub fn compose(&self, inner: &IndexSet) -> Option<IndexSet> {
         (inner.universe == self.len()).then(|| IndexSet {

@@ -102,7 +102,8 @@ impl Latency {
 
     /// The illustrative table shipped as `src/egraph/latency_example.json`.
     pub fn example() -> Latency {
-        Latency::from_json(include_str!("latency_example.json")).expect("the example table is valid")
+        Latency::from_json(include_str!("latency_example.json"))
+            .expect("the example table is valid")
     }
 }
 
@@ -169,7 +170,9 @@ mod tests {
     use super::*;
 
     fn points(list: &[(u64, f64)]) -> Vec<Point> {
-        list.iter().map(|&(bytes, ns)| Point { bytes, ns }).collect()
+        list.iter()
+            .map(|&(bytes, ns)| Point { bytes, ns })
+            .collect()
     }
 
     #[test]

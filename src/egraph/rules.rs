@@ -5,12 +5,15 @@
 //! never worse than the left for *some* runtime, and the cost model picks. There is no
 //! commutativity, no identity or inverse permutation rule, and no rule that builds a `perm`:
 //! the only permutations in an e-graph are those its terms were built with (the solver's
-//! orders), so the rule set terminates (`tests/egraph.rs` checks saturation).
+//! orders), so the rule set terminates (`tests/egraph.rs` checks saturation). Rules never fire
+//! on an identity permutation: folding one would put a class inside itself under `perm`, and
+//! `perm-folds-into-producer-rows` would then nest `permute-rows` forever. Rules never fire
+//! on ill-typed terms.
 //!
-//! A custom applier ([`Compute`]) appears only where the right-hand side is computed (offsets,
+//! A custom applier (`Compute`) appears only where the right-hand side is computed (offsets,
 //! compositions, inverses); it checks types first and adds nothing when the rule does not apply.
 
-use super::language::{num_of, set_of, tensor_of, IndexSet, Layout, LayoutGraph, Tables};
+use super::language::{num_of, set_of, tensor_of, IndexSet, Layout, LayoutGraph, Meta, Tables};
 use egg::{rewrite as rw, Applier, Id, PatternAst, Rewrite, Subst, Symbol, Var};
 
 type Rule = Rewrite<Layout, Tables>;
@@ -59,8 +62,8 @@ pub fn weights() -> Vec<Rule> {
 #[rustfmt::skip]
 pub fn permutations() -> Vec<Rule> {
     vec![
-        // perm p (produce w) = produce (permute-rows p w)
-        rw!("perm-folds-into-producer-rows"; "(perm ?p (produce ?w))"       => "(produce (permute-rows ?p ?w))"),
+        // perm p (produce w) = produce (permute-rows p w)          (p not the identity)
+        rw!("perm-folds-into-producer-rows"; "(perm ?p (produce ?w))"       => "(produce (permute-rows ?p ?w))" if moves("?p")),
         // consume c w (perm p x) = consume c (permute-cols p^-1 w) x
         rw!("perm-folds-into-consumer-cols"; "(consume ?c ?w (perm ?p ?x))" => { Compute(perm_into_consumer) }),
         // gather k (perm p x) = gather (p . k) x
@@ -70,7 +73,8 @@ pub fn permutations() -> Vec<Rule> {
     ]
 }
 
-/// A right-hand side computed from the match: `None` adds nothing.
+/// A right-hand side computed from the match: `None` adds nothing; an ill-typed match is left
+/// alone.
 struct Compute(fn(&mut LayoutGraph, &Subst) -> Option<Id>);
 
 impl Applier<Layout, Tables> for Compute {
@@ -82,6 +86,9 @@ impl Applier<Layout, Tables> for Compute {
         _searcher_ast: Option<&PatternAst<Layout>>,
         _rule_name: Symbol,
     ) -> Vec<Id> {
+        if egraph[eclass].data == Meta::Invalid {
+            return Vec::new();
+        }
         match (self.0)(egraph, subst) {
             Some(id) if egraph.union(eclass, id) => vec![eclass],
             _ => Vec::new(),
@@ -95,10 +102,28 @@ fn var(name: &str) -> Var {
 
 fn channels_are(x: &str, b: &str) -> impl Fn(&mut LayoutGraph, Id, &Subst) -> bool {
     let (x, b) = (var(x), var(b));
-    move |egraph, _, subst| {
+    move |egraph, eclass, subst| {
         let channels = tensor_of(egraph, subst[x]).map(|t| t.channels);
-        channels.is_some() && channels == num_of(egraph, subst[b])
+        egraph[eclass].data != Meta::Invalid
+            && channels.is_some()
+            && channels == num_of(egraph, subst[b])
     }
+}
+
+/// `p` is a permutation other than the identity, in a well-typed match.
+fn moves(p: &str) -> impl Fn(&mut LayoutGraph, Id, &Subst) -> bool {
+    let p = var(p);
+    move |egraph, eclass, subst| {
+        egraph[eclass].data != Meta::Invalid
+            && set_of(egraph, subst[p]).is_some_and(|p| p.is_permutation() && !p.is_identity())
+    }
+}
+
+/// The permutation bound to `?p`, unless it is the identity.
+fn moving(egraph: &LayoutGraph, subst: &Subst) -> Option<IndexSet> {
+    set_of(egraph, subst[var("?p")])
+        .filter(|p| p.is_permutation() && !p.is_identity())
+        .cloned()
 }
 
 fn add_set(egraph: &mut LayoutGraph, set: IndexSet) -> Id {
@@ -168,7 +193,7 @@ fn pad_of_pad(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
 }
 
 fn perm_into_consumer(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
-    let inverse = set_of(egraph, subst[var("?p")])?.inverse()?;
+    let inverse = moving(egraph, subst)?.inverse()?;
     let (c, w, x) = (subst[var("?c")], subst[var("?w")], subst[var("?x")]);
     let inverse = add_set(egraph, inverse);
     let w = egraph.add(Layout::PermuteCols([inverse, w]));
@@ -176,8 +201,7 @@ fn perm_into_consumer(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
 }
 
 fn gather_of_perm(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
-    let p = set_of(egraph, subst[var("?p")])?;
-    let composed = p.compose(set_of(egraph, subst[var("?k")])?)?;
+    let composed = moving(egraph, subst)?.compose(set_of(egraph, subst[var("?k")])?)?;
     let k = add_set(egraph, composed);
     Some(egraph.add(Layout::Gather([k, subst[var("?x")]])))
 }
@@ -185,7 +209,7 @@ fn gather_of_perm(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
 fn slice_of_perm(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
     let a = num_of(egraph, subst[var("?a")])?;
     let b = num_of(egraph, subst[var("?b")])?;
-    let p = set_of(egraph, subst[var("?p")])?;
+    let p = moving(egraph, subst)?;
     if a >= b || b > p.len() {
         return None;
     }

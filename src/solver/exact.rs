@@ -21,8 +21,9 @@
 //!    remaining item that no longer fits with the included ones (that only grows along a
 //!    branch, so each include re-checks the remaining items once).
 //! 5. The order is the lexicographically smallest frontier of the PQ-tree of the chosen
-//!    family. Ties between equally good families go to the first one found, in the fixed
-//!    search order above; the whole result is a function of the instance and the node budget.
+//!    family. Among equally good families the first one found wins (greedy, then local
+//!    search, then the branch-and-bound order; later ones must be strictly better), so the
+//!    result is a function of the instance and the node budget alone.
 
 use super::c1p::{self, Family, Layout};
 use super::{Anchor, Budget, Instance, Limits, StopReason};

@@ -24,9 +24,11 @@
 //! ties break towards smaller indices. Channels no consumer keeps (the reference never sees
 //! them) go last, ascending. Weights and anchors are ignored, as in the reference, which
 //! maximizes covered channels and handles concatenation through its multi-producer traces
-//! (not modelled here): its results are scored against them afterwards. Every DFS call counts
-//! against the node budget; once a budget runs out, paths stop growing (the reference has no
-//! limit; its search is exponential on sparse overlap graphs).
+//! (not modelled here): its results are scored against them afterwards. Every DFS call and
+//! every sub-node grouping step counts against the node budget; once a budget runs out, paths
+//! stop growing and what is left to order goes consumer by consumer (the reference has no
+//! limit: its path search is exponential on sparse overlap graphs, and its sub-node recursion
+//! cubic in the nesting depth).
 
 use super::{Budget, Instance};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The order the reference heuristic picks.
 pub(super) fn order(instance: &Instance, budget: &mut Budget) -> Vec<usize> {
     let n = instance.channels;
+    let w = n.div_ceil(64).max(1);
     let members: Vec<Vec<usize>> = instance
         .consumers
         .iter()
@@ -44,31 +47,45 @@ pub(super) fn order(instance: &Instance, budget: &mut Budget) -> Vec<usize> {
             s
         })
         .collect();
-    let bitsets: Vec<Vec<bool>> = members
-        .iter()
-        .map(|s| {
-            let mut b = vec![false; n];
-            s.iter().for_each(|&c| b[c] = true);
-            b
-        })
-        .collect();
+    let mut words = vec![0u64; members.len() * w];
+    for (j, s) in members.iter().enumerate() {
+        for &c in s {
+            words[j * w + c / 64] |= 1 << (c % 64);
+        }
+    }
     let mut paper = Paper {
+        n,
+        w,
         members: &members,
-        bitsets: &bitsets,
+        words: &words,
         budget,
     };
     let nodes: Vec<usize> = (0..members.len()).collect();
-    let mut channels = paper.compute_reordering(&nodes);
-    extend_as_set(&mut channels, &(0..n).collect::<Vec<_>>());
-    channels
+    let mut channels = Sequence::new(n);
+    channels.extend(paper.compute_reordering(&nodes));
+    channels.extend(0..n);
+    channels.list
 }
 
-/// Appends the items of `items` not in `list` yet, in order (`extend_list_as_set`).
-fn extend_as_set(list: &mut Vec<usize>, items: &[usize]) {
-    let mut seen: BTreeSet<usize> = list.iter().copied().collect();
-    for &i in items {
-        if seen.insert(i) {
-            list.push(i);
+/// A list that skips items it already holds (`extend_list_as_set`).
+struct Sequence {
+    list: Vec<usize>,
+    placed: Vec<bool>,
+}
+
+impl Sequence {
+    fn new(n: usize) -> Sequence {
+        Sequence {
+            list: Vec::new(),
+            placed: vec![false; n],
+        }
+    }
+
+    fn extend(&mut self, items: impl IntoIterator<Item = usize>) {
+        for i in items {
+            if !std::mem::replace(&mut self.placed[i], true) {
+                self.list.push(i);
+            }
         }
     }
 }
@@ -81,26 +98,48 @@ struct Path {
 }
 
 struct Paper<'a> {
+    n: usize,
+    /// Words per channel bitset.
+    w: usize,
     /// Per consumer: its channels, ascending.
     members: &'a [Vec<usize>],
-    /// Per consumer: membership per channel.
-    bitsets: &'a [Vec<bool>],
+    /// Per consumer: its channels as a bitset (`w` words).
+    words: &'a [u64],
     budget: &'a mut Budget,
 }
 
 impl Paper<'_> {
-    fn is_subset(&self, a: usize, b: usize) -> bool {
-        self.members[a].iter().all(|&c| self.bitsets[b][c])
+    fn set(&self, a: usize) -> &[u64] {
+        &self.words[a * self.w..(a + 1) * self.w]
     }
 
-    fn shared(&self, a: usize, b: usize) -> usize {
-        self.members[a]
+    fn has(&self, a: usize, c: usize) -> bool {
+        self.set(a)[c / 64] >> (c % 64) & 1 == 1
+    }
+
+    fn is_subset(&self, a: usize, b: usize) -> bool {
+        self.set(a)
             .iter()
-            .filter(|&&c| self.bitsets[b][c])
-            .count()
+            .zip(self.set(b))
+            .all(|(x, y)| x & !y == 0)
+    }
+
+    fn shared(&self, a: usize, b: usize) -> u32 {
+        self.set(a)
+            .iter()
+            .zip(self.set(b))
+            .map(|(x, y)| (x & y).count_ones())
+            .sum()
     }
 
     fn compute_reordering(&mut self, nodes: &[usize]) -> Vec<usize> {
+        if self.budget.exhausted() {
+            let mut channels = Sequence::new(self.n);
+            nodes
+                .iter()
+                .for_each(|&j| channels.extend(self.members[j].iter().copied()));
+            return channels.list;
+        }
         let groups = self.group_child_nodes(nodes);
         let mut ordered: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (&parent, children) in &groups {
@@ -108,9 +147,10 @@ impl Paper<'_> {
                 self.members[parent].clone()
             } else {
                 let children: Vec<usize> = children.iter().copied().collect();
-                let mut channels = self.compute_reordering(&children);
-                extend_as_set(&mut channels, &self.members[parent]);
-                channels
+                let mut channels = Sequence::new(self.n);
+                channels.extend(self.compute_reordering(&children));
+                channels.extend(self.members[parent].iter().copied());
+                channels.list
             };
             ordered.insert(parent, channels);
         }
@@ -123,7 +163,7 @@ impl Paper<'_> {
                     .filter(|&&c| c != p)
                     .filter_map(|&c| {
                         let shared = self.shared(p, c);
-                        (shared > 0).then_some((c, -(shared as i64)))
+                        (shared > 0).then_some((c, -i64::from(shared)))
                     })
                     .collect();
                 (p, edges)
@@ -134,11 +174,14 @@ impl Paper<'_> {
     }
 
     /// Parent consumer -> the consumers nested in it (`group_child_nodes`).
-    fn group_child_nodes(&self, nodes: &[usize]) -> BTreeMap<usize, BTreeSet<usize>> {
+    fn group_child_nodes(&mut self, nodes: &[usize]) -> BTreeMap<usize, BTreeSet<usize>> {
         let mut groups: BTreeMap<usize, BTreeSet<usize>> =
             nodes.iter().map(|&p| (p, BTreeSet::new())).collect();
         let mut buffer: BTreeSet<usize> = nodes.iter().copied().collect();
         while let Some(parent) = buffer.pop_first() {
+            if !self.budget.tick() {
+                break;
+            }
             for &child in nodes {
                 if child != parent && self.is_subset(child, parent) {
                     buffer.remove(&child);
@@ -159,18 +202,21 @@ impl Paper<'_> {
         top: &[usize],
         adj: &BTreeMap<usize, Vec<(usize, i64)>>,
     ) -> Vec<Path> {
-        let mut invalid: BTreeSet<usize> = BTreeSet::new();
+        let mut invalid = vec![false; self.members.len()];
+        let mut used = 0;
         let mut paths = Vec::new();
-        while invalid.len() < top.len() {
+        while used < top.len() {
             let mut best: Option<Path> = None;
-            for &source in top.iter().filter(|s| !invalid.contains(s)) {
+            for &source in top.iter().filter(|&&s| !invalid[s]) {
                 let path = self.max_cost_path_from(source, adj, &invalid, &mut vec![source]);
                 if best.as_ref().is_none_or(|b| path.reward > b.reward) {
                     best = Some(path);
                 }
             }
             let best = best.expect("a source is left");
-            invalid.extend(best.nodes.iter().copied());
+            for &x in &best.nodes {
+                used += usize::from(!std::mem::replace(&mut invalid[x], true));
+            }
             paths.push(best);
         }
         paths
@@ -182,16 +228,16 @@ impl Paper<'_> {
         &mut self,
         source: usize,
         adj: &BTreeMap<usize, Vec<(usize, i64)>>,
-        invalid: &BTreeSet<usize>,
+        invalid: &[bool],
         path: &mut Vec<usize>,
     ) -> Path {
         let mut best: Option<Path> = None;
         if self.budget.tick() {
             let edges = &adj[&source];
-            let mut child_invalid = invalid.clone();
-            child_invalid.insert(source);
-            child_invalid.extend(edges.iter().map(|&(c, _)| c));
-            for &(child, edge) in edges.iter().filter(|(c, _)| !invalid.contains(c)) {
+            let mut child_invalid = invalid.to_vec();
+            child_invalid[source] = true;
+            edges.iter().for_each(|&(c, _)| child_invalid[c] = true);
+            for &(child, edge) in edges.iter().filter(|&&(c, _)| !invalid[c]) {
                 path.push(child);
                 let mut found = self.max_cost_path_from(child, adj, &child_invalid, path);
                 path.pop();
@@ -219,33 +265,23 @@ impl Paper<'_> {
         paths: &[Path],
         ordered: &BTreeMap<usize, Vec<usize>>,
     ) -> Vec<usize> {
-        let mut channels = Vec::new();
+        let mut channels = Sequence::new(self.n);
         for path in paths {
             for (i, &cur) in path.nodes.iter().enumerate() {
                 let prv = i.checked_sub(1).map(|p| path.nodes[p]);
                 let nxt = path.nodes.get(i + 1).copied();
-                let has = |node: Option<usize>, c: usize| node.is_some_and(|x| self.bitsets[x][c]);
+                let has = |node: Option<usize>, c: usize| node.is_some_and(|x| self.has(x, c));
                 let cur_channels = &ordered[&cur];
-                let with_prv: Vec<usize> = cur_channels
-                    .iter()
-                    .copied()
-                    .filter(|&c| has(prv, c))
-                    .collect();
-                let alone: Vec<usize> = cur_channels
-                    .iter()
-                    .copied()
-                    .filter(|&c| !has(prv, c) && !has(nxt, c))
-                    .collect();
-                let with_nxt: Vec<usize> = cur_channels
-                    .iter()
-                    .copied()
-                    .filter(|&c| has(nxt, c))
-                    .collect();
-                extend_as_set(&mut channels, &with_prv);
-                extend_as_set(&mut channels, &alone);
-                extend_as_set(&mut channels, &with_nxt);
+                channels.extend(cur_channels.iter().copied().filter(|&c| has(prv, c)));
+                channels.extend(
+                    cur_channels
+                        .iter()
+                        .copied()
+                        .filter(|&c| !has(prv, c) && !has(nxt, c)),
+                );
+                channels.extend(cur_channels.iter().copied().filter(|&c| has(nxt, c)));
             }
         }
-        channels
+        channels.list
     }
 }

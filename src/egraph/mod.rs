@@ -1,0 +1,341 @@
+//! The read planner: how each channel-mixing consumer reads its input, on an egg e-graph.
+//!
+//! Input: one [`ReadRequest`] per consumer, after the ordering solver: the consumer reads a
+//! tensor of `channels` channels (already in their new order) and keeps the positions `keep`.
+//! Output: one [`ReadChoice`] per request (the whole tensor, a slice, or a gather, with the
+//! weight columns to zero) and a [`PlanReport`]. Invariants: every choice is *valid* (it reads
+//! every kept position through a real weight column, in order, and every other position it
+//! reads through a zero column: [`ReadChoice::kept`] equals `keep`), and the plan never costs
+//! more than the naive plan (whole tensor if everything is kept, else a slice if `keep` is a
+//! run, else a gather), with consumers that make the same selection of the same tensor
+//! sharing one node, paid once.
+//!
+//! Phases, one file each: [`language`](Layout) (terms, side tables, types), [`rules`] (one
+//! table per op family), [`saturate`] (egg runner within [`Limits`]), [`extract`] (DAG-aware,
+//! under a [`CostModel`]: [`Views`], [`Graph`] or [`Latency`]), and [`eval`] (the reference
+//! meaning of terms, for tests). [`plan_reads`] ties them together:
+//!
+//! ```
+//! use nnirc::egraph::{plan_reads, CostModelKind, Limits, ReadChoice, ReadRequest};
+//! let request = |keep: Vec<usize>| ReadRequest {
+//!     tensor: 0,
+//!     channels: 8,
+//!     keep,
+//!     bytes_per_channel: 12_544,
+//!     macs_per_channel: 200_704,
+//! };
+//! let requests = [request(vec![2, 3, 4]), request(vec![0, 1, 2, 4, 5, 6, 7])];
+//! let (choices, report) = plan_reads(&requests, &*CostModelKind::Graph.model(), &Limits::default());
+//! // A copy of 7 channels costs more than one zero column: read everything.
+//! assert_eq!(choices[1], ReadChoice::Full { zero_columns: vec![3] });
+//! assert_eq!(report.stop_reason, "saturated");
+//! assert!(report.total_cost < report.baseline_cost);
+//! ```
+
+mod cost;
+mod eval;
+mod extract;
+mod language;
+mod latency;
+mod model;
+pub mod rules;
+mod run;
+
+pub use cost::Cost;
+pub use eval::{eval, Env, Matrix, Value};
+pub use extract::{candidates, dag_cost, extract, node_cost, Extraction, CANDIDATES};
+pub use language::{IndexSet, Layout, LayoutGraph, Meta, SetId, Tables, TensorInfo, WeightInfo};
+pub use latency::{Latency, LatencyError};
+pub use model::{CostModel, CostModelKind, Graph, Views};
+pub use run::{saturate, Limits, Saturated};
+
+use egg::{Id, RecExpr};
+use std::collections::HashMap;
+
+/// One consumer's read of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The caller's id of the tensor read: requests with equal `tensor`, `channels` and
+    /// `bytes_per_channel` read the same tensor and may share a selection node.
+    pub tensor: usize,
+    /// `L`: the channels of the tensor (in its new order).
+    pub channels: usize,
+    /// `K`: the positions kept, strictly ascending, non-empty, below `channels`.
+    pub keep: Vec<usize>,
+    /// The bytes one channel holds (batch x height x width x element size).
+    pub bytes_per_channel: u64,
+    /// The multiply-adds one input channel costs the consumer per inference (what a zero
+    /// column adds): out channels x kernel area x output area for a conv, out features for a
+    /// linear layer.
+    pub macs_per_channel: u64,
+}
+
+/// How a consumer reads. `zero_columns` are positions within what it reads (0 is the first
+/// channel read) whose weight columns are zero; the other positions take the consumer's kept
+/// weight columns in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReadChoice {
+    /// The whole tensor, no selection op.
+    Full { zero_columns: Vec<usize> },
+    /// A contiguous range `start..end`.
+    Slice {
+        start: usize,
+        end: usize,
+        zero_columns: Vec<usize>,
+    },
+    /// A copy of exactly the kept positions.
+    Gather { indices: Vec<usize> },
+}
+
+impl ReadChoice {
+    /// Today's read, the planner's baseline: the whole tensor if everything is kept, an exact
+    /// slice if `keep` is a run, else a gather.
+    ///
+    /// ```
+    /// use nnirc::egraph::{ReadChoice, ReadRequest};
+    /// let r = ReadRequest { tensor: 0, channels: 8, keep: vec![2, 3], bytes_per_channel: 4, macs_per_channel: 9 };
+    /// assert_eq!(ReadChoice::naive(&r), ReadChoice::Slice { start: 2, end: 4, zero_columns: vec![] });
+    /// ```
+    pub fn naive(request: &ReadRequest) -> ReadChoice {
+        let keep = &request.keep;
+        let run = keep.windows(2).all(|w| w[1] == w[0] + 1);
+        match (keep.first(), keep.last()) {
+            (Some(&0), Some(&last)) if run && last + 1 == request.channels => ReadChoice::Full {
+                zero_columns: Vec::new(),
+            },
+            (Some(&start), Some(&last)) if run => ReadChoice::Slice {
+                start,
+                end: last + 1,
+                zero_columns: Vec::new(),
+            },
+            _ => ReadChoice::Gather {
+                indices: keep.clone(),
+            },
+        }
+    }
+
+    /// The tensor positions read, in order.
+    pub fn read(&self, channels: usize) -> Vec<usize> {
+        match self {
+            ReadChoice::Full { .. } => (0..channels).collect(),
+            ReadChoice::Slice { start, end, .. } => (*start..*end).collect(),
+            ReadChoice::Gather { indices } => indices.clone(),
+        }
+    }
+
+    pub fn zero_columns(&self) -> &[usize] {
+        match self {
+            ReadChoice::Full { zero_columns } | ReadChoice::Slice { zero_columns, .. } => {
+                zero_columns
+            }
+            ReadChoice::Gather { .. } => &[],
+        }
+    }
+
+    /// The tensor positions read through non-zero columns, in order: `keep` when valid.
+    pub fn kept(&self, channels: usize) -> Vec<usize> {
+        let zero = self.zero_columns();
+        self.read(channels)
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| zero.binary_search(j).is_err())
+            .map(|(_, p)| p)
+            .collect()
+    }
+}
+
+/// What the planner did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanReport {
+    /// The cost model's name.
+    pub model: String,
+    /// Why saturation stopped (`saturated` or the limit hit).
+    pub stop_reason: String,
+    pub egraph_nodes: usize,
+    pub egraph_classes: usize,
+    pub iterations: usize,
+    /// The plan's cost, shared selections counted once.
+    pub total_cost: Cost,
+    /// The naive plan's cost, counted the same way (`total_cost <= baseline_cost`).
+    pub baseline_cost: Cost,
+    /// Whether extraction was exact (optimal over the candidate terms) everywhere.
+    pub exact: bool,
+}
+
+/// The e-graph of a set of requests before saturation.
+#[derive(Debug)]
+pub struct ReadGraph {
+    pub egraph: LayoutGraph,
+    /// The class of request `i`'s consumer term.
+    pub roots: Vec<Id>,
+    /// Request `i`'s naive term, `(consume i (weight i) read)`, where `read` is
+    /// `(tensor t)`, `(slice a b (tensor t))` or `(gather k (tensor t))`.
+    pub baseline: Vec<RecExpr<Layout>>,
+}
+
+/// Builds the naive terms of `requests`: weight leaf `i` is request `i`'s kept columns.
+///
+/// Panics if a request's `keep` is empty, not strictly ascending, or out of range (a caller
+/// bug: an empty read has nothing to choose).
+pub fn build_reads(requests: &[ReadRequest]) -> ReadGraph {
+    let mut tables = Tables::default();
+    let mut leaves: HashMap<(usize, usize, u64), usize> = HashMap::new();
+    let mut baseline = Vec::with_capacity(requests.len());
+    for (i, r) in requests.iter().enumerate() {
+        let keep = IndexSet::new(r.channels, r.keep.clone())
+            .filter(|k| !k.is_empty() && k.is_ascending())
+            .unwrap_or_else(|| {
+                panic!("read request {i}: keep must be non-empty, ascending and in range")
+            });
+        let t = *leaves
+            .entry((r.tensor, r.channels, r.bytes_per_channel))
+            .or_insert_with(|| {
+                tables.add_tensor(TensorInfo {
+                    channels: r.channels,
+                    bytes_per_channel: r.bytes_per_channel,
+                })
+            });
+        let w = tables.add_weight(WeightInfo {
+            rows: 1,
+            columns: keep.len(),
+            macs_per_column: r.macs_per_channel,
+            bytes_per_row: 0,
+        });
+        debug_assert_eq!(w, i);
+        let mut expr = RecExpr::default();
+        let t = expr.add(Layout::Num(t));
+        let mut read = expr.add(Layout::Tensor(t));
+        match keep.as_run() {
+            Some((0, end)) if end == r.channels => {}
+            Some((a, b)) => {
+                let (a, b) = (expr.add(Layout::Num(a)), expr.add(Layout::Num(b)));
+                read = expr.add(Layout::Slice([a, b, read]));
+            }
+            None => {
+                let k = expr.add(Layout::Set(tables.intern(keep)));
+                read = expr.add(Layout::Gather([k, read]));
+            }
+        }
+        let c = expr.add(Layout::Num(i));
+        let w = expr.add(Layout::Weight(c));
+        expr.add(Layout::Consume([c, w, read]));
+        baseline.push(expr);
+    }
+    let mut egraph = LayoutGraph::new(tables);
+    let roots = baseline.iter().map(|e| egraph.add_expr(e)).collect();
+    egraph.rebuild();
+    ReadGraph {
+        egraph,
+        roots,
+        baseline,
+    }
+}
+
+/// Plans every read at once: builds the naive terms, saturates, extracts under `model`.
+/// `choices[i]` answers `requests[i]`. Consumers of the same tensor whose choices make the
+/// same selection (equal `Slice` range or `Gather` indices) are costed as sharing one node:
+/// emit one.
+pub fn plan_reads(
+    requests: &[ReadRequest],
+    model: &dyn CostModel,
+    limits: &Limits,
+) -> (Vec<ReadChoice>, PlanReport) {
+    let reads = build_reads(requests);
+    let run = saturate(reads.egraph, limits);
+    let egraph = run.egraph;
+    let roots: Vec<Id> = reads.roots.iter().map(|&r| egraph.find(r)).collect();
+    let extraction = extract(&egraph, &roots, &reads.baseline, model, limits.exact_shared);
+    let choices = extraction
+        .terms
+        .iter()
+        .map(|t| choice_of(t, &egraph.analysis))
+        .collect();
+    let report = PlanReport {
+        model: model.name().to_string(),
+        stop_reason: run.stop_reason,
+        egraph_nodes: egraph.total_number_of_nodes(),
+        egraph_classes: egraph.number_of_classes(),
+        iterations: run.iterations,
+        total_cost: extraction.cost,
+        baseline_cost: extraction.baseline_cost,
+        exact: extraction.exact,
+    };
+    (choices, report)
+}
+
+/// Reads a consumer term of [`build_reads`]'s e-graph as a [`ReadChoice`].
+fn choice_of(term: &RecExpr<Layout>, tables: &Tables) -> ReadChoice {
+    let root = Id::from(term.len() - 1);
+    let Layout::Consume([_, w, x]) = term[root] else {
+        panic!("a read term is a consumer: {term}");
+    };
+    let columns = columns(term, w, tables);
+    let num = |id: Id| match term[id] {
+        Layout::Num(n) => n,
+        _ => panic!("a number: {term}"),
+    };
+    let leaf = |id: Id| matches!(term[id], Layout::Tensor(_));
+    let zeros = || {
+        let live: Vec<usize> = columns.iter().flatten().copied().collect();
+        assert!(
+            live.iter().enumerate().all(|(i, &c)| i == c),
+            "kept columns stay in order: {term}"
+        );
+        (0..columns.len())
+            .filter(|&j| columns[j].is_none())
+            .collect()
+    };
+    match term[x] {
+        Layout::Tensor(_) => ReadChoice::Full {
+            zero_columns: zeros(),
+        },
+        Layout::Slice([a, b, inner]) if leaf(inner) => ReadChoice::Slice {
+            start: num(a),
+            end: num(b),
+            zero_columns: zeros(),
+        },
+        Layout::Gather([k, inner]) if leaf(inner) => {
+            assert!(
+                columns.iter().enumerate().all(|(i, &c)| c == Some(i)),
+                "a gather reads exactly the kept columns: {term}"
+            );
+            let Layout::Set(k) = term[k] else {
+                panic!("an index set: {term}");
+            };
+            ReadChoice::Gather {
+                indices: tables.set(k).indices.clone(),
+            }
+        }
+        _ => panic!("a read of a tensor leaf: {term}"),
+    }
+}
+
+/// For each column of weight term `w`: the consumer's kept column it holds, or `None` (zero).
+fn columns(term: &RecExpr<Layout>, w: Id, tables: &Tables) -> Vec<Option<usize>> {
+    let set = |id: Id| match term[id] {
+        Layout::Set(s) => tables.set(s),
+        _ => panic!("an index set: {term}"),
+    };
+    match term[w] {
+        Layout::Weight(n) => {
+            let Layout::Num(n) = term[n] else {
+                panic!("a weight leaf number: {term}");
+            };
+            let info = tables.weight(n).expect("a registered weight");
+            (0..info.columns).map(Some).collect()
+        }
+        Layout::PadCols([k, inner]) => {
+            let (k, inner) = (set(k), columns(term, inner, tables));
+            let mut out = vec![None; k.universe];
+            for (i, &c) in k.indices.iter().enumerate() {
+                out[c] = inner[i];
+            }
+            out
+        }
+        Layout::PermuteCols([k, inner]) | Layout::SelectCols([k, inner]) => {
+            let inner = columns(term, inner, tables);
+            set(k).indices.iter().map(|&i| inner[i]).collect()
+        }
+        _ => panic!("a consumer weight term: {term}"),
+    }
+}
