@@ -244,6 +244,15 @@ pub struct OptimizeOptions {
     /// The ordering solver (upscale mode).
     #[arg(long, value_enum, default_value_t = SolverArg::Exact)]
     pub solver: SolverArg,
+    /// The cost model the read planner (an e-graph) extracts under: `views` (eager runtimes: a
+    /// slice is a free view, a gather costs its bytes), `graph` (graph runtimes: every slice or
+    /// gather copies, so small gaps are read through zero-padded weights), or `latency` (per-op
+    /// latencies from --latency-table).
+    #[arg(long, value_name = "MODEL", default_value = "views", value_parser = parse_cost_model)]
+    pub cost_model: crate::egraph::CostModelKind,
+    /// A JSON latency table for `--cost-model latency` (default: a built-in example table).
+    #[arg(long, value_name = "FILE.json")]
+    pub latency_table: Option<PathBuf>,
     /// Use seeded random weights for every file-bound parameter (inline ones are kept).
     #[arg(long, value_name = "SEED")]
     pub random_weights: Option<u64>,
@@ -256,6 +265,10 @@ pub struct OptimizeOptions {
     /// Seed of the verification inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+fn parse_cost_model(s: &str) -> Result<crate::egraph::CostModelKind, String> {
+    s.parse()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -401,9 +414,18 @@ impl Context {
             Failure::Input
         };
         let t = std::time::Instant::now();
+        let latency_table = match &opts.latency_table {
+            Some(file) => Some(crate::egraph::Latency::from_file(file).map_err(|e| {
+                eprintln!("error: {e}");
+                Failure::Input
+            })?),
+            None => None,
+        };
         let config = ExportConfig {
             mode,
             solver,
+            cost_model: opts.cost_model,
+            latency_table,
             ..Default::default()
         };
         // Constrained mode exports (and verifies against) the constrained masked program.
@@ -455,13 +477,26 @@ impl Context {
         } else {
             None
         };
-        let copies = CopySemantics::Views;
+        let copies = match opts.cost_model {
+            crate::egraph::CostModelKind::Views => CopySemantics::Views,
+            _ => CopySemantics::Graph,
+        };
         lap("total", started);
         let report = Report {
             model: program.name.clone(),
             mode: format!("{:?}", opts.mode).to_lowercase(),
             solver: format!("{:?}", opts.solver).to_lowercase(),
-            cost_model: "views".to_string(),
+            cost_model: opts.cost_model.name().to_string(),
+            egraph: exported
+                .read_plan
+                .as_ref()
+                .map(|r| crate::report::EgraphStats {
+                    stop_reason: r.stop_reason.clone(),
+                    nodes: r.egraph_nodes,
+                    classes: r.egraph_classes,
+                    iterations: r.iterations,
+                    exact_extraction: r.exact,
+                }),
             before: program_stats(&baseline.program, copies),
             after: program_stats(&exported.program, copies),
             segments: segment_stats(&target, &exported, copies),

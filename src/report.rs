@@ -147,6 +147,18 @@ pub struct Verification {
     pub f32_max_rel: f64,
 }
 
+/// What the read planner's e-graph did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EgraphStats {
+    /// Why saturation stopped: `saturated`, or the node, iteration or time limit.
+    pub stop_reason: String,
+    pub nodes: usize,
+    pub classes: usize,
+    pub iterations: usize,
+    /// Whether extraction was exact over the candidate terms everywhere.
+    pub exact_extraction: bool,
+}
+
 /// The JSON report of `nnirc optimize --report`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -154,6 +166,8 @@ pub struct Report {
     pub mode: String,
     pub solver: String,
     pub cost_model: String,
+    /// The read planner's e-graph (upscale mode).
+    pub egraph: Option<EgraphStats>,
     pub before: ProgramStats,
     pub after: ProgramStats,
     pub segments: Vec<SegmentStats>,
@@ -209,6 +223,13 @@ impl Report {
             "  segments: {} with consumers, {solved} solved ({optimal} proven optimal)",
             self.segments.len()
         );
+        if let Some(e) = &self.egraph {
+            let _ = writeln!(
+                out,
+                "  e-graph: {} nodes, {} iterations, stopped: {}",
+                e.nodes, e.iterations, e.stop_reason
+            );
+        }
         if let Some(extra) = self.constrained_extra_pruned {
             let _ = writeln!(
                 out,

@@ -5,6 +5,14 @@ use common::*;
 
 /// Runs `nnirc optimize` on an example; returns (optimized text, report JSON without timings).
 fn optimize(path: &std::path::Path, mode: &str) -> (String, serde_json::Value) {
+    optimize_with(path, mode, "views")
+}
+
+fn optimize_with(
+    path: &std::path::Path,
+    mode: &str,
+    cost_model: &str,
+) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("opt.nnir");
     let report = dir.path().join("report.json");
@@ -15,6 +23,8 @@ fn optimize(path: &std::path::Path, mode: &str) -> (String, serde_json::Value) {
         "0",
         "--mode",
         mode,
+        "--cost-model",
+        cost_model,
         "--verify",
         "-o",
         out.to_str().unwrap(),
@@ -108,4 +118,46 @@ fn constrained_prunes_more_and_verifies() {
             report["after"]["copying_ops"].as_u64() <= report["before"]["copying_ops"].as_u64()
         );
     }
+}
+
+#[test]
+fn graph_cost_model_reads_small_gaps_through_zero_padded_weights() {
+    let path = root().join("examples/efficientnet_mbconv_se.nnir");
+    let (_, views) = optimize_with(&path, "upscale", "views");
+    let (text, graph) = optimize_with(&path, "upscale", "graph");
+    assert_eq!(graph["cost_model"], "graph");
+    // Under `graph` every selection op copies: the planner removes some of them by reading the
+    // whole tensor through zero weight columns, at the price of extra MACs.
+    let selections = |r: &serde_json::Value| r["after"]["selection_ops"].as_u64().unwrap();
+    let macs = |r: &serde_json::Value| r["after"]["macs"].as_u64().unwrap();
+    assert!(selections(&graph) < selections(&views), "{graph}");
+    assert!(macs(&graph) > macs(&views), "{graph}");
+    assert!(graph["after"]["bytes_copied"].as_u64() < graph["before"]["bytes_copied"].as_u64());
+    assert_eq!(graph["egraph"]["stop_reason"], "saturated");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn latency_cost_model_reads_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let (code, _, stderr) = nnirc(&[
+        "optimize",
+        "examples/squeezenet_fire.nnir",
+        "--random-weights",
+        "0",
+        "--cost-model",
+        "latency",
+        "--latency-table",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    let (_, report) = optimize_with(
+        &root().join("examples/squeezenet_fire.nnir"),
+        "upscale",
+        "latency",
+    );
+    assert_eq!(report["cost_model"], "latency");
 }

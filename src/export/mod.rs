@@ -8,7 +8,9 @@
 //!
 //! Phases: [`plan`] resolves masks into live channels and picks one order per segment (the
 //! original order for [`Mode::Naive`], the ordering solver's for [`Mode::Upscale`]);
-//! [`rewrite`] builds the new graph and weights from the plan.
+//! [`rewrite`] asks the read planner ([`crate::egraph`]) how each consumer reads its input
+//! under the chosen cost model (naive mode: whole, exact slice, or gather) and builds the new
+//! graph and weights.
 
 mod constrain;
 mod plan;
@@ -18,6 +20,7 @@ pub use constrain::constrain;
 pub use plan::{plan, Plan, SegmentPlan};
 pub use rewrite::{rewrite, Read, ReadKind};
 
+use crate::egraph::{self, CostModel, CostModelKind, Latency, PlanReport};
 use crate::interp::{self, Scalar};
 use crate::ir::Program;
 use crate::solver::{Limits, SolverKind};
@@ -38,7 +41,24 @@ pub enum Mode {
 pub struct ExportConfig {
     pub mode: Mode,
     pub solver: SolverKind,
+    /// Limits of the ordering solver.
     pub limits: Limits,
+    /// The cost model the read planner (e-graph) extracts under, in upscale mode.
+    pub cost_model: CostModelKind,
+    /// A measured latency table for [`CostModelKind::Latency`] (default: the example table).
+    pub latency_table: Option<Latency>,
+    /// Limits of the read planner's e-graph.
+    pub read_limits: egraph::Limits,
+}
+
+impl ExportConfig {
+    /// The cost model to plan reads with.
+    pub fn model(&self) -> Box<dyn CostModel> {
+        match (self.cost_model, &self.latency_table) {
+            (CostModelKind::Latency, Some(table)) => Box::new(table.clone()),
+            (kind, _) => kind.model(),
+        }
+    }
 }
 
 /// The exported program and its weights, plus the plan that made it.
@@ -49,6 +69,8 @@ pub struct Exported {
     pub plan: Plan,
     /// How each channel-mixing consumer reads its input.
     pub reads: Vec<Read>,
+    /// The read planner's report (upscale mode).
+    pub read_plan: Option<PlanReport>,
 }
 
 /// Why a program cannot be exported.
@@ -68,12 +90,13 @@ pub fn export(
     config: &ExportConfig,
 ) -> Result<Exported, ExportError> {
     let plan = plan(program, config);
-    let (new_program, new_weights, reads) = rewrite(program, weights, &plan)?;
+    let (new_program, new_weights, reads, read_plan) = rewrite(program, weights, &plan, config)?;
     Ok(Exported {
         program: new_program,
         weights: new_weights,
         plan,
         reads,
+        read_plan,
     })
 }
 

@@ -9,12 +9,13 @@
 //! wherever they survive. The new graph is built from scratch (a patch, not an edit).
 
 use super::plan::Plan;
-use super::ExportError;
+use super::{ExportConfig, ExportError, Mode};
+use crate::egraph::{plan_reads, PlanReport, ReadChoice, ReadRequest};
 use crate::ir::ops::infer_shape;
 use crate::ir::{Activation, Node, Op, Param, ParamInit, Program};
 use crate::weights::Weights;
 use petgraph::graph::{DiGraph, NodeIndex};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// How a consumer reads its input in the exported program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +45,10 @@ pub fn rewrite(
     program: &Program,
     weights: &Weights,
     plan: &Plan,
-) -> Result<(Program, Weights, Vec<Read>), ExportError> {
+    config: &ExportConfig,
+) -> Result<(Program, Weights, Vec<Read>, Option<PlanReport>), ExportError> {
     let layouts = new_layouts(program, plan);
+    let (choices, read_plan) = plan_all_reads(program, plan, &layouts, config);
     let mut out = Builder {
         graph: DiGraph::new(),
         params: Vec::new(),
@@ -53,6 +56,8 @@ pub fn rewrite(
         names: HashSet::new(),
         param_names: HashSet::new(),
         reads: Vec::new(),
+        choices,
+        shared: HashMap::new(),
     };
     for n in program.graph.node_indices() {
         out.names.insert(program.graph[n].name.clone());
@@ -71,8 +76,7 @@ pub fn rewrite(
         let (op, params): (Op, Vec<Tensor>) = match &node.op {
             Op::Input => (Op::Input, Vec::new()),
             Op::Conv2d(c) if c.groups == 1 => {
-                let (read, columns) =
-                    out.read(program, plan, &layouts, n, operands[0], inputs[0])?;
+                let (read, columns) = out.read(program, &layouts, n, operands[0], inputs[0])?;
                 inputs[0] = read;
                 let shape = &program.params[node.params[0]].shape;
                 let mut params = vec![select_matrix(&masked[0], shape, layout, &columns)];
@@ -82,8 +86,7 @@ pub fn rewrite(
                 (node.op.clone(), params)
             }
             Op::Linear => {
-                let (read, columns) =
-                    out.read(program, plan, &layouts, n, operands[0], inputs[0])?;
+                let (read, columns) = out.read(program, &layouts, n, operands[0], inputs[0])?;
                 inputs[0] = read;
                 let shape = &program.params[node.params[0]].shape;
                 let mut params = vec![select_matrix(&masked[0], shape, layout, &columns)];
@@ -197,7 +200,68 @@ pub fn rewrite(
             tensors: out.tensors,
         },
         out.reads,
+        read_plan,
     ))
+}
+
+/// The input positions (in the input's new layout) a consumer keeps: kept by its mask, live,
+/// and not removed.
+fn wanted(program: &Program, plan: &Plan, layouts: &[Vec<usize>], n: NodeIndex) -> Vec<usize> {
+    let node = &program.graph[n];
+    let input = program.operands(n)[0];
+    let layout = &layouts[input.index()];
+    let removed = plan.removed[input.index()].as_ref();
+    (0..layout.len())
+        .filter(|&j| {
+            let p = layout[j];
+            node.keep_in
+                .as_ref()
+                .is_none_or(|k| k.binary_search(&p).is_ok())
+                && removed.is_none_or(|f| !f[p])
+        })
+        .collect()
+}
+
+/// How every channel-mixing consumer reads its input: planned on the e-graph under the cost
+/// model in upscale mode, the naive read otherwise.
+fn plan_all_reads(
+    program: &Program,
+    plan: &Plan,
+    layouts: &[Vec<usize>],
+    config: &ExportConfig,
+) -> (HashMap<NodeIndex, ReadChoice>, Option<PlanReport>) {
+    let mut consumers = Vec::new();
+    let mut requests = Vec::new();
+    for n in program.topo_order() {
+        let node = &program.graph[n];
+        if !node.op.is_channel_mixing() {
+            continue;
+        }
+        let keep = wanted(program, plan, layouts, n);
+        if keep.is_empty() {
+            continue;
+        }
+        let input = program.operands(n)[0];
+        let s = &program.graph[input].shape;
+        let kernel: usize = program.params[node.params[0]].shape[2..].iter().product();
+        let out_area: usize = node.shape[0] * node.shape[2..].iter().product::<usize>();
+        requests.push(ReadRequest {
+            tensor: input.index(),
+            channels: layouts[input.index()].len(),
+            keep,
+            bytes_per_channel: (s[0] * s[2..].iter().product::<usize>() * 4) as u64,
+            macs_per_channel: (layouts[n.index()].len() * kernel * out_area) as u64,
+        });
+        consumers.push(n);
+    }
+    let (choices, report) = match config.mode {
+        Mode::Upscale => {
+            let (choices, report) = plan_reads(&requests, &*config.model(), &config.read_limits);
+            (choices, Some(report))
+        }
+        Mode::Naive => (requests.iter().map(ReadChoice::naive).collect(), None),
+    };
+    (consumers.into_iter().zip(choices).collect(), report)
 }
 
 fn is_depthwise(program: &Program, n: NodeIndex) -> bool {
@@ -321,6 +385,11 @@ struct Builder {
     names: HashSet<String>,
     param_names: HashSet<String>,
     reads: Vec<Read>,
+    /// The planned read of each consumer.
+    choices: HashMap<NodeIndex, ReadChoice>,
+    /// Selection nodes already built, by (tensor, op): consumers that select the same
+    /// channels of the same tensor share one.
+    shared: HashMap<(NodeIndex, String), NodeIndex>,
 }
 
 impl Builder {
@@ -418,7 +487,6 @@ impl Builder {
     fn read(
         &mut self,
         program: &Program,
-        plan: &Plan,
         layouts: &[Vec<usize>],
         n: NodeIndex,
         old_input: NodeIndex,
@@ -426,38 +494,37 @@ impl Builder {
     ) -> Result<(NodeIndex, Vec<Option<usize>>), ExportError> {
         let node = &program.graph[n];
         let layout = &layouts[old_input.index()];
-        let removed = plan.removed[old_input.index()].as_ref();
-        let wanted: Vec<usize> = (0..layout.len())
-            .filter(|&j| {
-                let p = layout[j];
-                node.keep_in
-                    .as_ref()
-                    .is_none_or(|k| k.binary_search(&p).is_ok())
-                    && removed.is_none_or(|f| !f[p])
-            })
-            .collect();
-        if wanted.is_empty() {
+        let Some(choice) = self.choices.get(&n).cloned() else {
             // Nothing live is kept: read one channel through zero weights.
-            let slice = self.insert(node, Op::Slice { start: 0, end: 1 }, new_input)?;
+            let slice = self.select(node, Op::Slice { start: 0, end: 1 }, new_input)?;
             self.record(n, ReadKind::Slice, slice);
             return Ok((slice, vec![None]));
-        }
-        let columns = wanted.iter().map(|&j| Some(layout[j])).collect();
-        if wanted.len() == layout.len() {
-            self.reads.push(Read {
-                consumer: n,
-                kind: ReadKind::Full,
-                bytes: 0,
-            });
-            return Ok((new_input, columns));
-        }
-        let op = select_op(wanted);
-        let kind = if matches!(op, Op::Slice { .. }) {
-            ReadKind::Slice
-        } else {
-            ReadKind::Gather
         };
-        let read = self.insert(node, op, new_input)?;
+        let zero = choice.zero_columns();
+        let positions = choice.read(layout.len());
+        let columns = positions
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| zero.binary_search(&j).is_err().then(|| layout[p]))
+            .collect();
+        let (read, kind) = match choice {
+            ReadChoice::Full { .. } => {
+                self.reads.push(Read {
+                    consumer: n,
+                    kind: ReadKind::Full,
+                    bytes: 0,
+                });
+                return Ok((new_input, columns));
+            }
+            ReadChoice::Slice { start, end, .. } => (
+                self.select(node, Op::Slice { start, end }, new_input)?,
+                ReadKind::Slice,
+            ),
+            ReadChoice::Gather { indices } => (
+                self.select(node, Op::Gather { indices }, new_input)?,
+                ReadKind::Gather,
+            ),
+        };
         self.record(n, kind, read);
         Ok((read, columns))
     }
@@ -471,13 +538,21 @@ impl Builder {
         });
     }
 
-    fn insert(
+    /// A slice or gather of `input` in front of `consumer`, shared with earlier consumers that
+    /// select the same channels.
+    fn select(
         &mut self,
         consumer: &Node,
         op: Op,
         input: NodeIndex,
     ) -> Result<NodeIndex, ExportError> {
+        let key = (input, format!("{op:?}"));
+        if let Some(&node) = self.shared.get(&key) {
+            return Ok(node);
+        }
         let name = self.fresh(&format!("{}.in", consumer.name));
-        self.node(name, op, Vec::new(), &[input], consumer.span.clone())
+        let node = self.node(name, op, Vec::new(), &[input], consumer.span.clone())?;
+        self.shared.insert(key, node);
+        Ok(node)
     }
 }
