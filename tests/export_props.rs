@@ -3,13 +3,19 @@
 //! 1e-10, f32 to 1e-4 relative).
 //!
 //! The generator builds a network block by block from a seed: conv/batch-norm/activation
-//! chains, residual adds (identity, downsample and two-producer shortcuts, model inputs as
-//! shortcuts), DenseNet-like growing concats, fire modules, squeeze-excite gates, inverted
-//! residuals with depthwise convs, grouped convs, pools, spatial gates and flatten + linear
-//! heads. Masks come afterwards: `keep_in` on every channel-mixing consumer (random, full,
-//! contiguous, or shared with another consumer of the same tensor) and, now and then, `keep_out`
-//! on a producer whose channels reach no sigmoid. Shrunk failures live in `tests/data/export/`
-//! and run through the same check in [`export_regressions`].
+//! chains, residual adds (identity, downsample and two- or three-producer shortcuts, model
+//! inputs as shortcuts), DenseNet-like growing concats (chained or flat), fire modules,
+//! squeeze-excite gates, inverted residuals with depthwise convs, grouped convs and depthwise
+//! convs with a channel multiplier, pools, element-wise ties (product of two producers,
+//! channel-wise broadcast, one-channel broadcast, a value with itself), hand-written
+//! slice/gather/permute, side branches (extra outputs, sometimes dead), and flatten + linear heads
+//! (per-feature batch norm, flattened features added to or concatenated with linear outputs or
+//! other flattened maps, residuals over features). Masks come afterwards: `keep_in` on most
+//! channel-mixing consumers (random, full, contiguous, prefix/suffix, all but one, or shared with
+//! another consumer of the same tensor; for a linear after flatten, whole channels or any
+//! features) and, now and then, `keep_out` on a producer whose channels reach no sigmoid.
+//! Shrunk failures live in `tests/data/export/` and run through the same check in
+//! [`export_regressions`].
 mod common;
 use common::*;
 use nnirc::export::{export, verify, ExportConfig, Mode};
@@ -43,15 +49,7 @@ fn check(source: &str, label: &str) {
             ..Default::default()
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let exported = match export(&program, &weights, &config) {
-                Err(e)
-                    if std::env::var("ZZ_GATEOUT").is_ok()
-                        && e.to_string().contains("reaches no sigmoid") =>
-                {
-                    return Ok(())
-                }
-                r => r.map_err(|e| e.to_string())?,
-            };
+            let exported = export(&program, &weights, &config).map_err(|e| e.to_string())?;
             let text = nnirc::codegen::program_text(&exported.program, None);
             let again = nnirc::compile(&text);
             if !again.diagnostics.is_empty() {
@@ -700,7 +698,7 @@ impl Gen {
             }
         };
         let t = self.stmt(op, &[x], &[], attrs, None, true, (c, x.h, x.w, x.flat));
-        if self.percent(50) || std::env::var("ZZ_LAYOUTCONV").is_ok() {
+        if self.percent(50) {
             let c = self.channels();
             let y = if t.flat {
                 self.linear(&t, c)
@@ -754,15 +752,10 @@ impl Gen {
         if self.percent(20) {
             t = self.act(&t);
         }
-        if self.percent(10) && std::env::var("ZZ_NOLAYOUT").is_err() {
+        if self.percent(10) {
             t = self.layout(&t);
         }
-        match self.below(6)
-            + if std::env::var("ZZ_NOHEAD").is_ok() {
-                100
-            } else {
-                0
-            } {
+        match self.below(6) {
             0 => {
                 // Flattened features plus a linear's output of the same width.
                 let l = self.linear(&t, t.c);
@@ -929,16 +922,14 @@ impl Gen {
                 previous.insert(input, mask.clone());
                 self.stmts[i].keep_in = Some(mask);
             }
-            if self.percent(25)
-                && (std::env::var("ZZ_GATEOUT").is_ok()
-                    || !self.reaches_gate(&self.stmts[i].name.clone()))
-            {
+            if self.percent(25) && !self.reaches_gate(&self.stmts[i].name) {
                 self.stmts[i].keep_out = Some(self.subset(cout));
             }
         }
     }
 
-    fn text(&self, outputs: &[String]) -> String {
+    /// The program text; `order` lists the statements in the order they are written.
+    fn text(&self, outputs: &[String], order: &[usize]) -> String {
         let inputs: Vec<String> = self
             .inputs
             .iter()
@@ -953,7 +944,7 @@ impl Gen {
         for p in &self.params {
             s += &format!("  {p}\n");
         }
-        for st in &self.stmts {
+        for st in order.iter().map(|&i| &self.stmts[i]) {
             let mut args: Vec<String> = st.values.iter().map(|v| format!("%{v}")).collect();
             args.extend(st.params.iter().map(|p| format!("@{p}")));
             args.extend(st.attrs.iter().cloned());
@@ -1011,7 +1002,7 @@ fn generate(seed: u64, blocks: usize) -> String {
                 }
             }
             11 => g.elementwise(&cur),
-            12 if std::env::var("ZZ_NOLAYOUT").is_err() => g.layout(&cur),
+            12 => g.layout(&cur),
             _ => {
                 g.side();
                 cur
@@ -1050,25 +1041,41 @@ fn generate(seed: u64, blocks: usize) -> String {
             outputs.push(o.clone());
         }
     }
-    g.text(&outputs)
+    // Statements may appear in any order: now and then write them shuffled.
+    let mut order: Vec<usize> = (0..g.stmts.len()).collect();
+    if g.percent(15) {
+        for i in (1..order.len()).rev() {
+            let j = g.below(i + 1);
+            order.swap(i, j);
+        }
+    }
+    g.text(&outputs, &order)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    // A fixed RNG seed keeps CI deterministic (f32 rounding in a deep program whose outputs
+    // nearly cancel can, rarely, exceed 1e-4 relative); explore with PROPTEST_RNG_SEED=N and
+    // PROPTEST_CASES=N, which override it.
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6e6e_6972),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
-    fn random_programs_export_exactly(seed in any::<u64>(), blocks in 1usize..=6) {
+    fn random_programs_export_exactly(seed in any::<u64>(), blocks in 1usize..=8) {
         check(&generate(seed, blocks), &format!("seed {seed}, {blocks} blocks"));
     }
 }
 
 #[test]
 fn fixed_seeds_export_exactly() {
-    for seed in 0..64u64 {
-        let blocks = 1 + seed as usize % 6;
+    for seed in 0..100u64 {
+        let blocks = 1 + seed as usize % 8;
         check(
             &generate(seed, blocks),
             &format!("seed {seed}, {blocks} blocks"),
@@ -1104,41 +1111,4 @@ fn export_regressions() {
         files.len(),
         failures.join("\n\n")
     );
-}
-
-#[test]
-fn zz_dump() {
-    let dir = std::path::Path::new("/tmp/fail");
-    std::fs::create_dir_all(dir).unwrap();
-    let n: u64 = std::env::var("ZZ_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let start: u64 = std::env::var("ZZ_START")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    for seed in start..n {
-        for blocks in 1..=6 {
-            let src = generate(seed, blocks);
-            let r = std::panic::catch_unwind(|| check(&src, "x"));
-            if let Err(p) = r {
-                let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
-                let first = m.lines().next().unwrap_or("").to_string();
-                eprintln!(
-                    "FAIL seed {seed} blocks {blocks} lines {}: {first}",
-                    src.lines().count()
-                );
-                std::fs::write(dir.join(format!("s{seed}_{blocks}.txt")), &m).unwrap();
-                break;
-            }
-        }
-    }
-}
-
-#[test]
-fn zz_one() {
-    if let Ok(f) = std::env::var("ZZ_FILE") {
-        check(&std::fs::read_to_string(f).unwrap(), "one");
-    }
 }
