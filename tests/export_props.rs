@@ -31,6 +31,9 @@ const CONFIGS: [(Mode, SolverKind); 3] = [
     (Mode::Upscale, SolverKind::Paper),
 ];
 
+/// f32 deviations below this (absolute) pass whatever their relative size.
+const F32_ABS_FLOOR: f64 = 1e-6;
+
 /// Compiles `source` (it must check), exports it in every configuration and checks the result.
 /// Panics with the source and the configuration on any failure.
 fn check(source: &str, label: &str) {
@@ -69,7 +72,11 @@ fn check(source: &str, label: &str) {
             }
             let d32 = verify::<f32>(&program, &weights, &exported.program, &exported.weights, 1)
                 .map_err(|e| format!("verify f32: {e}"))?;
-            if d32.max_rel > 1e-4 {
+            // An output that nearly cancels (a hardswish near -3, a sum of opposite terms) can
+            // magnify f32 rounding past 1e-4 relative when it is itself tiny; an absolute floor
+            // far below the outputs' usual size keeps such cases from failing. Real export bugs
+            // show in f64 at 1e-10.
+            if d32.max_rel > 1e-4 && d32.max_abs > F32_ABS_FLOOR {
                 return Err(format!("f32 deviation {d32:?}\n--- exported ---\n{text}"));
             }
             Ok(())
@@ -297,6 +304,9 @@ impl Gen {
         if self.percent(70) {
             t = self.act(&t);
         }
+        if self.percent(5) {
+            t = self.stmt("dropout", &[&t], &[], Vec::new(), None, true, shape(&t));
+        }
         t
     }
 
@@ -487,6 +497,29 @@ impl Gen {
             });
         }
         sum.expect("n >= 2")
+    }
+
+    /// Several consumers of x (Inception-like branches), joined by a concat or an add.
+    fn fanout(&mut self, x: &T) -> T {
+        let n = self.range(2, 5);
+        let same = self.percent(50);
+        let width = self.range(2, 6);
+        let mut branches = Vec::new();
+        for _ in 0..n {
+            let c = if same { width } else { self.range(2, 6) };
+            let b = self.conv_any(x, c);
+            let b = self.maybe_bn_act(&b);
+            branches.push(b);
+        }
+        if same && self.percent(50) {
+            let mut sum = branches[0].clone();
+            for b in &branches[1..] {
+                sum = self.add(&sum, b);
+            }
+            return sum;
+        }
+        let refs: Vec<&T> = branches.iter().collect();
+        self.concat(&refs)
     }
 
     /// A rank-4 value with x's spatial size (x itself or an earlier one).
@@ -979,7 +1012,7 @@ fn generate(seed: u64, blocks: usize) -> String {
     let (c, h, w) = (g.channels(), g.range(3, 6), g.range(3, 6));
     let mut cur = g.input(c, h, w);
     for _ in 0..blocks {
-        cur = match g.below(14) {
+        cur = match g.below(15) {
             0 | 1 => g.conv_block(&cur),
             2 | 3 => g.residual(&cur),
             4 => g.multi_add(&cur),
@@ -1003,6 +1036,7 @@ fn generate(seed: u64, blocks: usize) -> String {
             }
             11 => g.elementwise(&cur),
             12 => g.layout(&cur),
+            13 => g.fanout(&cur),
             _ => {
                 g.side();
                 cur
@@ -1056,15 +1090,9 @@ fn generate(seed: u64, blocks: usize) -> String {
 // The tests.
 
 proptest! {
-    // A fixed RNG seed keeps CI deterministic (f32 rounding in a deep program whose outputs
-    // nearly cancel can, rarely, exceed 1e-4 relative); explore with PROPTEST_RNG_SEED=N and
-    // PROPTEST_CASES=N, which override it.
-    #![proptest_config(ProptestConfig {
-        cases: 300,
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6e6e_6972),
-        ..ProptestConfig::default()
-    })]
+    // A failure prints its seed and block count and the program; explore further with
+    // PROPTEST_CASES=N.
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_programs_export_exactly(seed in any::<u64>(), blocks in 1usize..=8) {
@@ -1111,4 +1139,29 @@ fn export_regressions() {
         files.len(),
         failures.join("\n\n")
     );
+}
+
+#[test]
+fn zz_dump() {
+    let n: u64 = std::env::var("ZZ_N").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start: u64 = std::env::var("ZZ_START").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let dir = std::path::Path::new("/tmp/fail");
+    for seed in start..n {
+        for blocks in 1..=8 {
+            let src = generate(seed, blocks);
+            if let Err(p) = std::panic::catch_unwind(|| check(&src, "x")) {
+                let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                eprintln!("FAIL seed {seed} blocks {blocks}: {}", m.lines().next().unwrap_or(""));
+                std::fs::write(dir.join(format!("s{seed}_{blocks}.txt")), &m).unwrap();
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn zz_one() {
+    if let Ok(f) = std::env::var("ZZ_FILE") {
+        check(&std::fs::read_to_string(f).unwrap(), "one");
+    }
 }
