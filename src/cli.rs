@@ -298,6 +298,8 @@ struct Context {
 struct Loaded {
     source: String,
     program: Program,
+    /// The syntax tree and comments (for commands that rewrite the text).
+    parsed: crate::syntax::Parsed,
 }
 
 impl Context {
@@ -338,7 +340,28 @@ impl Context {
             return Err(Failure::Input);
         }
         let program = compiled.program.expect("no diagnostics means a program");
-        Ok(Loaded { source, program })
+        Ok(Loaded {
+            source,
+            program,
+            parsed: compiled.parsed,
+        })
+    }
+
+    /// The weights of a loaded model: seeded random ones, or its weights file (reporting every
+    /// problem with the file as diagnostics).
+    fn weights(
+        &self,
+        path: &Path,
+        loaded: &Loaded,
+        random: Option<u64>,
+    ) -> Result<Weights, Failure> {
+        match random {
+            Some(seed) => Ok(crate::weights::random(&loaded.program, seed)),
+            None => crate::weights::load(&loaded.program, base_dir(path)).map_err(|diags| {
+                self.report(&diags, path, &loaded.source);
+                Failure::Input
+            }),
+        }
     }
 
     fn check(&self, files: &[PathBuf]) -> Result<(), Failure> {
@@ -383,7 +406,8 @@ impl Context {
         let mut lap = |phase: &str, since: std::time::Instant| {
             timings.insert(phase.to_string(), since.elapsed().as_secs_f64() * 1e3);
         };
-        let Loaded { source, program } = self.load(path)?;
+        let loaded = self.load(path)?;
+        let program = &loaded.program;
         let weights_in = program
             .weights_file
             .as_ref()
@@ -393,13 +417,7 @@ impl Context {
         for out in opts.output.iter().chain(&weights_out).chain(&opts.report) {
             refuse_overwrite(out, &inputs)?;
         }
-        let weights = match opts.random_weights {
-            Some(seed) => crate::weights::random(&program, seed),
-            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
-                self.report(&diags, path, &source);
-                Failure::Input
-            })?,
-        };
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
         lap("load", started);
         let mode = match opts.mode {
             ModeArg::Naive | ModeArg::Constrained => Mode::Naive,
@@ -597,17 +615,9 @@ impl Context {
                 )));
             }
         }
-        let Loaded {
-            source,
-            mut program,
-        } = self.load(path)?;
-        let weights = match opts.random_weights {
-            Some(seed) => crate::weights::random(&program, seed),
-            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
-                self.report(&diags, path, &source);
-                Failure::Input
-            })?,
-        };
+        let loaded = self.load(path)?;
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
+        let mut program = loaded.program;
         if opts.no_masks {
             for node in program.graph.node_weights_mut() {
                 node.keep_in = None;
@@ -676,24 +686,17 @@ impl Context {
         if let Some(out) = &opts.output {
             refuse_overwrite(out, &[path])?;
         }
-        let source = self.read_source(path)?;
-        let compiled = crate::compile(&source);
-        if !compiled.diagnostics.is_empty() {
-            self.report(&compiled.diagnostics, path, &source);
-            return Err(Failure::Input);
-        }
-        let program = compiled.program.expect("no diagnostics means a program");
+        let loaded = self.load(path)?;
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
+        let Loaded {
+            source,
+            program,
+            parsed,
+        } = loaded;
         let weights_path = program
             .weights_file
             .as_ref()
             .map(|(f, _)| base_dir(path).join(f));
-        let weights = match opts.random_weights {
-            Some(seed) => crate::weights::random(&program, seed),
-            None => crate::weights::load(&program, base_dir(path)).map_err(|diags| {
-                self.report(&diags, path, &source);
-                Failure::Input
-            })?,
-        };
         let config = PruneConfig {
             method: opts.method,
             amount: opts.amount,
@@ -703,7 +706,7 @@ impl Context {
         let masks = crate::prune::l1_masks(&program, &weights, &config);
 
         let kind = config.side.mask_kind();
-        let mut file = compiled.parsed.file.expect("a program means a tree");
+        let mut file = parsed.file.expect("a program means a tree");
         let replaced = crate::prune::clear_masks(&mut file, kind);
         let named: Vec<(&str, &[usize])> = masks
             .iter()
@@ -711,7 +714,7 @@ impl Context {
             .collect();
         crate::prune::set_masks(&mut file, kind, &named)
             .expect("every node of a program is a statement");
-        let text = crate::syntax::print::print(&file, &source, &compiled.parsed.comments);
+        let text = crate::syntax::print::print(&file, &source, &parsed.comments);
 
         let mut summary = String::new();
         let (mut kept, mut total) = (0, 0);

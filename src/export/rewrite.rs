@@ -75,7 +75,9 @@ pub fn rewrite(
             .collect();
         let (op, params): (Op, Vec<Tensor>) = match &node.op {
             Op::Input => (Op::Input, Vec::new()),
-            Op::Conv2d(c) if c.groups == 1 => {
+            _ if node.op.is_channel_mixing() => {
+                // conv2d with groups == 1 or linear: rows follow the output's layout, columns
+                // what the planned read delivers.
                 let (read, columns) = out.read(program, &layouts, n, operands[0], inputs[0])?;
                 inputs[0] = read;
                 let shape = &program.params[node.params[0]].shape;
@@ -84,16 +86,6 @@ pub fn rewrite(
                     params.push((vec![layout.len()], layout.iter().map(|&o| b[o]).collect()));
                 }
                 (node.op.clone(), params)
-            }
-            Op::Linear => {
-                let (read, columns) = out.read(program, &layouts, n, operands[0], inputs[0])?;
-                inputs[0] = read;
-                let shape = &program.params[node.params[0]].shape;
-                let mut params = vec![select_matrix(&masked[0], shape, layout, &columns)];
-                if let Some(b) = masked.get(1) {
-                    params.push((vec![layout.len()], layout.iter().map(|&o| b[o]).collect()));
-                }
-                (Op::Linear, params)
             }
             Op::Conv2d(c) if is_depthwise(program, n) => {
                 // One filter per channel: rows follow the channels; removed channels stay zero.
