@@ -106,14 +106,8 @@ pub fn provenance(program: &Program) -> Provenance {
             Op::Conv2d(c) if c.groups == 1 => {
                 new_space(&mut spaces, n, channels, SpaceKind::Producer)
             }
-            Op::Conv2d(c) => {
-                let cin = program.graph[operands[0]].shape[1];
-                if c.groups == cin && channels == cin {
-                    input(0).clone() // depthwise: channel i in, channel i out
-                } else {
-                    new_space(&mut spaces, n, channels, SpaceKind::Grouped)
-                }
-            }
+            Op::Conv2d(_) if program.is_depthwise(n) => input(0).clone(),
+            Op::Conv2d(_) => new_space(&mut spaces, n, channels, SpaceKind::Grouped),
             Op::BatchNorm { .. }
             | Op::Activation(_)
             | Op::Dropout { .. }

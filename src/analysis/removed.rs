@@ -29,13 +29,8 @@ pub fn removed_channels(program: &Program) -> Vec<Option<Vec<bool>>> {
                 }
                 Some(r)
             }
-            Op::Conv2d(c)
-                if c.groups > 1
-                    && c.groups == channels
-                    && channels == program.graph[operands[0]].shape[1] =>
-            {
-                flags(0).cloned() // depthwise carries its input's channels
-            }
+            // Depthwise convs carry their input's channels.
+            Op::Conv2d(_) if program.is_depthwise(n) => flags(0).cloned(),
             Op::Linear | Op::Conv2d(_) => None,
             Op::BatchNorm { .. }
             | Op::Activation(_)

@@ -87,7 +87,7 @@ pub fn rewrite(
                 }
                 (node.op.clone(), params)
             }
-            Op::Conv2d(c) if is_depthwise(program, n) => {
+            Op::Conv2d(c) if program.is_depthwise(n) => {
                 // One filter per channel: rows follow the channels; removed channels stay zero.
                 let shape = &program.params[node.params[0]].shape;
                 let inner: usize = shape[1..].iter().product();
@@ -254,12 +254,6 @@ fn plan_all_reads(
         Mode::Naive => (requests.iter().map(ReadChoice::naive).collect(), None),
     };
     (consumers.into_iter().zip(choices).collect(), report)
-}
-
-fn is_depthwise(program: &Program, n: NodeIndex) -> bool {
-    let node = &program.graph[n];
-    let cin = program.graph[program.operands(n)[0]].shape[1];
-    matches!(&node.op, Op::Conv2d(c) if c.groups > 1 && c.groups == cin && node.shape[1] == cin)
 }
 
 /// The index of old position `p` in a new layout (present by construction: whatever a live

@@ -122,6 +122,17 @@ impl Program {
         order
     }
 
+    /// Whether `node` is a depthwise conv2d (groups == input channels == output channels):
+    /// output channel `c` filters input channel `c` alone.
+    pub fn is_depthwise(&self, node: NodeIndex) -> bool {
+        let n = &self.graph[node];
+        let Op::Conv2d(c) = &n.op else {
+            return false;
+        };
+        let cin = self.graph[self.operands(node)[0]].shape[1];
+        c.groups > 1 && c.groups == cin && n.shape[1] == cin
+    }
+
     /// Looks a node up by its SSA name.
     pub fn node_by_name(&self, name: &str) -> Option<NodeIndex> {
         self.graph
