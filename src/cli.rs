@@ -449,7 +449,7 @@ impl Context {
         // Constrained mode exports (and verifies against) the constrained masked program.
         let (target, extra_pruned) = match opts.mode {
             ModeArg::Constrained => {
-                let (constrained, extra) = crate::export::constrain(&program);
+                let (constrained, extra) = crate::export::constrain(program);
                 (constrained, Some(extra))
             }
             _ => (program.clone(), None),
@@ -458,7 +458,7 @@ impl Context {
         lap("export", t);
         let t = std::time::Instant::now();
         let baseline = export(
-            &program,
+            program,
             &weights,
             &ExportConfig {
                 mode: Mode::Naive,

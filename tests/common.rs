@@ -58,3 +58,14 @@ pub fn nnirc(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Compiles source text that must be free of diagnostics.
+pub fn program(source: &str) -> nnirc::ir::Program {
+    let compiled = nnirc::compile(source);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+    compiled.program.expect("no diagnostics means a program")
+}

@@ -3,22 +3,14 @@
 //! Op cases are one line each: a model, its inputs, and the hand-computed outputs, run in both
 //! f64 (to 1e-12) and f32 (to 1e-5) through [`check`].
 
+mod common;
+use common::program;
 use nnirc::diag::Code;
 use nnirc::interp::{self, RunError, Tensor};
 use nnirc::ir::{ParamInit, Program};
 use nnirc::tensor_io;
 use nnirc::weights::{self, SplitMix64, Weights};
 use std::path::Path;
-
-fn program(src: &str) -> Program {
-    let compiled = nnirc::compile(src);
-    assert!(
-        compiled.diagnostics.is_empty(),
-        "{:#?}",
-        compiled.diagnostics
-    );
-    compiled.program.expect("no diagnostics")
-}
 
 /// Inline-only weights.
 fn inline(p: &Program) -> Weights {

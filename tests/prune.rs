@@ -17,17 +17,6 @@ fn prune_ok(args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
-/// Compiles source text that must be free of diagnostics.
-fn program(source: &str) -> Program {
-    let compiled = nnirc::compile(source);
-    assert!(
-        compiled.diagnostics.is_empty(),
-        "{:?}",
-        compiled.diagnostics
-    );
-    compiled.program.unwrap()
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }

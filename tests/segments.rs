@@ -1,15 +1,11 @@
 //! Analysis boundary: the segments of every example and of the fixtures in
 //! `tests/data/segments` (snapshots of `nnirc segments`' text).
+mod common;
+use common::program;
 
 /// The segment report of `source`, as `nnirc segments` prints it.
 fn segments(source: &str) -> String {
-    let compiled = nnirc::compile(source);
-    assert!(
-        compiled.diagnostics.is_empty(),
-        "{:?}",
-        compiled.diagnostics
-    );
-    let program = compiled.program.unwrap();
+    let program = program(source);
     let prov = nnirc::analysis::provenance(&program);
     let segs = nnirc::analysis::segment(&program, &prov);
     nnirc::analysis::describe(&program, &prov, &segs)
@@ -36,7 +32,7 @@ fn dot_output_names_every_node() {
         "/tests/data/segments/se_depthwise.nnir"
     ))
     .unwrap();
-    let program = nnirc::compile(&source).program.unwrap();
+    let program = program(&source);
     let prov = nnirc::analysis::provenance(&program);
     let segs = nnirc::analysis::segment(&program, &prov);
     let dot = nnirc::analysis::dot(&program, &prov, &segs);

@@ -1,15 +1,11 @@
 //! Lowering boundary: the inferred shape of every value of every example and of the shape
 //! fixtures in `tests/data/shapes` (snapshots).
+mod common;
+use common::program;
 
 /// One line per value, in topological order: `%name = op(operands) : [shape]  keep_in=k/n`.
 fn shapes(source: &str) -> String {
-    let compiled = nnirc::compile(source);
-    assert!(
-        compiled.diagnostics.is_empty(),
-        "{:?}",
-        compiled.diagnostics
-    );
-    let program = compiled.program.unwrap();
+    let program = program(source);
     let mut out = format!("model {}\n", program.name);
     for n in program.topo_order() {
         let node = &program.graph[n];
