@@ -168,6 +168,15 @@ impl Gen {
         &items[self.below(items.len())]
     }
 
+    /// A fresh model input of x's shape (rank 4 or rank 2).
+    fn input_like(&mut self, x: &T) -> T {
+        let mut t = self.input(x.c, x.h, x.w);
+        t.flat = x.flat;
+        self.inputs.last_mut().expect("just added").flat = x.flat;
+        self.values.last_mut().expect("just added").flat = x.flat;
+        t
+    }
+
     fn input(&mut self, c: usize, h: usize, w: usize) -> T {
         let name = if self.inputs.is_empty() {
             "x".to_string()
@@ -205,7 +214,7 @@ impl Gen {
         out: (usize, usize, usize, bool),
     ) -> T {
         self.counter += 1;
-        let name = format!("{op}{}", self.counter);
+        let name = format!("{op}_{}", self.counter);
         let params = params
             .iter()
             .map(|(suffix, shape)| self.param(format!("{name}.{suffix}"), shape))
@@ -442,7 +451,11 @@ impl Gen {
         };
         let k = if self.percent(50) { 1 } else { 3 };
         let c = self.conv(x, cout, k, stride, 1);
-        self.maybe_bn_act(&c)
+        let t = self.maybe_bn_act(&c);
+        if self.percent(20) {
+            return self.pool(&t);
+        }
+        t
     }
 
     /// ResNet basic block: identity or downsample shortcut.
@@ -645,7 +658,7 @@ impl Gen {
             let g = self.conv(x, 2 * x.c, k, 1, x.c);
             return self.maybe_bn_act(&g);
         }
-        let x = if x.c % 2 == 0 {
+        let x = if x.c.is_multiple_of(2) {
             x.clone()
         } else {
             let c = 2 * self.range(1, 6);
@@ -743,13 +756,18 @@ impl Gen {
         t
     }
 
-    /// A fresh model input of x's shape, added (or concatenated) to x.
+    /// A fresh model input of x's shape, added (or concatenated) to x, directly or through a
+    /// producer.
     fn input_residual(&mut self, x: &T) -> T {
-        let y = self.input(x.c, x.h, x.w);
+        let y = self.input_like(x);
         match self.below(3) {
             0 => self.add(x, &y),
             1 => {
-                let c = self.conv_any(&y, x.c);
+                let c = if x.flat {
+                    self.linear(&y, x.c)
+                } else {
+                    self.conv_any(&y, x.c)
+                };
                 let s = self.add(x, &c);
                 self.add(&s, &y)
             }
@@ -836,6 +854,10 @@ impl Gen {
                 true,
                 shape(&t),
             );
+        }
+        if self.percent(10) {
+            // A rank-2 model input joined to the features.
+            t = self.input_residual(&t);
         }
         if self.percent(30) {
             // A residual over features.
@@ -966,7 +988,10 @@ impl Gen {
         let inputs: Vec<String> = self
             .inputs
             .iter()
-            .map(|t| format!("%{}: f32[1, {}, {}, {}]", t.name, t.c, t.h, t.w))
+            .map(|t| match t.flat {
+                true => format!("%{}: f32[1, {}]", t.name, t.c),
+                false => format!("%{}: f32[1, {}, {}, {}]", t.name, t.c, t.h, t.w),
+            })
             .collect();
         let outs: Vec<String> = outputs.iter().map(|o| format!("%{o}")).collect();
         let mut s = format!(
@@ -1139,29 +1164,4 @@ fn export_regressions() {
         files.len(),
         failures.join("\n\n")
     );
-}
-
-#[test]
-fn zz_dump() {
-    let n: u64 = std::env::var("ZZ_N").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let start: u64 = std::env::var("ZZ_START").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let dir = std::path::Path::new("/tmp/fail");
-    for seed in start..n {
-        for blocks in 1..=8 {
-            let src = generate(seed, blocks);
-            if let Err(p) = std::panic::catch_unwind(|| check(&src, "x")) {
-                let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
-                eprintln!("FAIL seed {seed} blocks {blocks}: {}", m.lines().next().unwrap_or(""));
-                std::fs::write(dir.join(format!("s{seed}_{blocks}.txt")), &m).unwrap();
-                break;
-            }
-        }
-    }
-}
-
-#[test]
-fn zz_one() {
-    if let Ok(f) = std::env::var("ZZ_FILE") {
-        check(&std::fs::read_to_string(f).unwrap(), "one");
-    }
 }
