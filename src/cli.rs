@@ -125,6 +125,41 @@ pub enum Command {
         #[command(flatten)]
         options: PruneOptions,
     },
+    /// Write a model as ONNX (opset 17, every tensor f32).
+    ///
+    /// The ONNX graph computes the masked program, as `nnirc run` does: pruned weight slices
+    /// are zero and channels removed by keep_out stay zero downstream. Weights are
+    /// initializers (raw little-endian data), taken from the model's weights file or, with
+    /// --random-weights, from a seeded generator.
+    Export {
+        /// The .nnir model.
+        file: PathBuf,
+        /// The .onnx file to write (atomically).
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Use seeded random weights for every file-bound parameter (inline ones are kept).
+        #[arg(long, value_name = "SEED")]
+        random_weights: Option<u64>,
+    },
+    /// Read an ONNX model as .nnir: OUT.nnir, and its weights as OUT.safetensors beside it.
+    ///
+    /// Nodes map one by one (Conv, BatchNormalization, Relu, Clip(0, 6), Sigmoid, HardSwish,
+    /// HardSigmoid, Add, Mul, Concat, MaxPool, AveragePool, GlobalAveragePool, Flatten,
+    /// Reshape to [N, -1], Gemm, MatMul, Gather and Slice on channels, Identity, Dropout,
+    /// Constant). Any other op is an error naming the node; nothing is dropped. Initializers
+    /// may use raw_data, float_data or external data files (relative to the model).
+    Import {
+        /// The .onnx model.
+        file: PathBuf,
+        /// The .nnir file to write; the weights go to the same path with extension
+        /// .safetensors.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+        /// Write keep_in masks leaving out the input channels of conv (groups == 1) and linear
+        /// layers whose weight column is all zero.
+        #[arg(long)]
+        masks_from_zeros: bool,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -149,6 +184,16 @@ pub fn main() -> ExitCode {
         Command::Prune { file, options } => ctx.prune(&file, &options),
         Command::Segments { file, dot } => ctx.segments(&file, dot.as_deref()),
         Command::Optimize { file, options } => ctx.optimize(&file, &options),
+        Command::Export {
+            file,
+            output,
+            random_weights,
+        } => ctx.export_onnx(&file, &output, random_weights),
+        Command::Import {
+            file,
+            output,
+            masks_from_zeros,
+        } => ctx.import_onnx(&file, &output, masks_from_zeros),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -795,6 +840,70 @@ fn tensor_summary<T: Scalar>(t: &Tensor<T>) -> String {
         crate::ir::ops::dims_text(&t.shape),
         sq.sqrt()
     )
+}
+
+/// `nnirc export` and `nnirc import` (ONNX).
+impl Context {
+    fn export_onnx(&self, path: &Path, out: &Path, random: Option<u64>) -> Result<(), Failure> {
+        refuse_overwrite(out, &[path])?;
+        let loaded = self.load(path)?;
+        let weights = self.weights(path, &loaded, random)?;
+        let bytes = crate::onnx::export_bytes(&loaded.program, &weights).map_err(|e| {
+            eprintln!("error: {}: {e}", path.display());
+            Failure::Input
+        })?;
+        let mut inputs = vec![path];
+        let weights_path = loaded
+            .program
+            .weights_file
+            .as_ref()
+            .map(|(w, _)| base_dir(path).join(w));
+        if let Some(w) = &weights_path {
+            inputs.push(w);
+        }
+        write_output(out, &bytes, &inputs)
+    }
+
+    fn import_onnx(&self, path: &Path, out: &Path, masks_from_zeros: bool) -> Result<(), Failure> {
+        let weights_out = out.with_extension("safetensors");
+        if weights_out == out {
+            return Err(Failure::Usage(format!(
+                "the output {} needs an extension other than .safetensors (the weights go there)",
+                out.display()
+            )));
+        }
+        refuse_overwrite(out, &[path])?;
+        refuse_overwrite(&weights_out, &[path])?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            eprintln!("error: cannot read {}: {e}", path.display());
+            Failure::Input
+        })?;
+        let opts = crate::onnx::ImportOptions { masks_from_zeros };
+        let imported = crate::onnx::import(&bytes, path, &opts).map_err(|e| {
+            eprintln!("error: {e}");
+            Failure::Input
+        })?;
+        let file_name = weights_out
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let named = imported.named_tensors();
+        let named: Vec<(&str, &Tensor<f32>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let weight_bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+            eprintln!("error: cannot encode the weights: {e}");
+            Failure::Input
+        })?;
+        write_output(&weights_out, &weight_bytes, &[path])?;
+        write_output(out, imported.text(Some(&file_name)).as_bytes(), &[path])?;
+        eprintln!(
+            "imported {} nodes and {} params into {} and {}",
+            imported.program.graph.node_count() - imported.program.inputs.len(),
+            imported.program.params.len(),
+            out.display(),
+            weights_out.display()
+        );
+        Ok(())
+    }
 }
 
 fn extension(path: &Path) -> Option<&str> {

@@ -5,6 +5,7 @@
 //! (petgraph, shapes and channel counts inferred) --[`weights::load`]--> parameter tensors
 //! --[`interp::run`]--> outputs (the reference meaning, masks as zeroed weight slices).
 //! [`prune`] writes L1 channel masks back into the source (inputs for the optimizer).
+//! [`onnx`] exports a (masked) program to ONNX and imports ONNX models back.
 //! User errors are [`diag::Diagnostic`]s at every step; [`cli`] ties the phases to `nnirc`.
 
 pub mod analysis;
@@ -15,6 +16,7 @@ pub mod egraph;
 pub mod export;
 pub mod interp;
 pub mod ir;
+pub mod onnx;
 pub mod prune;
 pub mod report;
 pub mod solver;
