@@ -159,6 +159,10 @@ pub enum Command {
         /// layers whose weight column is all zero.
         #[arg(long)]
         masks_from_zeros: bool,
+        /// Write no weights: the model gets no `weights` line and its parameters are declared
+        /// only (run it with --random-weights). For architecture-only files like the zoo.
+        #[arg(long)]
+        no_weights: bool,
     },
 }
 
@@ -193,7 +197,8 @@ pub fn main() -> ExitCode {
             file,
             output,
             masks_from_zeros,
-        } => ctx.import_onnx(&file, &output, masks_from_zeros),
+            no_weights,
+        } => ctx.import_onnx(&file, &output, masks_from_zeros, no_weights),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -864,7 +869,13 @@ impl Context {
         write_output(out, &bytes, &inputs)
     }
 
-    fn import_onnx(&self, path: &Path, out: &Path, masks_from_zeros: bool) -> Result<(), Failure> {
+    fn import_onnx(
+        &self,
+        path: &Path,
+        out: &Path,
+        masks_from_zeros: bool,
+        no_weights: bool,
+    ) -> Result<(), Failure> {
         let weights_out = out.with_extension("safetensors");
         if weights_out == out {
             return Err(Failure::Usage(format!(
@@ -893,14 +904,22 @@ impl Context {
             eprintln!("error: cannot encode the weights: {e}");
             Failure::Input
         })?;
-        write_output(&weights_out, &weight_bytes, &[path])?;
-        write_output(out, imported.text(Some(&file_name)).as_bytes(), &[path])?;
+        if no_weights {
+            write_output(out, imported.text(None).as_bytes(), &[path])?;
+        } else {
+            write_output(&weights_out, &weight_bytes, &[path])?;
+            write_output(out, imported.text(Some(&file_name)).as_bytes(), &[path])?;
+        }
         eprintln!(
-            "imported {} nodes and {} params into {} and {}",
+            "imported {} nodes and {} params into {}{}",
             imported.program.graph.node_count() - imported.program.inputs.len(),
             imported.program.params.len(),
             out.display(),
-            weights_out.display()
+            if no_weights {
+                String::new()
+            } else {
+                format!(" and {}", weights_out.display())
+            }
         );
         Ok(())
     }

@@ -29,10 +29,20 @@ pub fn nnir_files(dir: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The example models (hand-written blocks and the zoo).
+/// The hand-written example blocks (`examples/*.nnir`, not the zoo).
 pub fn examples() -> Vec<PathBuf> {
-    let files = nnir_files("examples");
+    let files: Vec<PathBuf> = nnir_files("examples")
+        .into_iter()
+        .filter(|p| p.parent() == Some(&root().join("examples")))
+        .collect();
     assert!(!files.is_empty(), "no examples found");
+    files
+}
+
+/// The torchvision zoo (`examples/zoo/*.nnir`, imported from ONNX, no weights, no masks).
+pub fn zoo() -> Vec<PathBuf> {
+    let files = nnir_files("examples/zoo");
+    assert_eq!(files.len(), 6, "the zoo has six models");
     files
 }
 

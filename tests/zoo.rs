@@ -1,0 +1,76 @@
+//! The torchvision zoo: every model checks and is canonical, and with the reference mask
+//! recipe (input-side L1, amount 0.5, seeded weights) the upscale export verifies and copies no
+//! more than the reference implementation's numbers in DESIGN.md section 4.
+mod common;
+use common::*;
+use nnirc::export::{export, verify, ExportConfig, Mode};
+use nnirc::prune::{l1_masks, PruneConfig};
+use nnirc::report::{program_stats, CopySemantics};
+
+/// DESIGN.md section 4: (model, naive copying ops, naive MB, UPSCALE reference ops, MB).
+const REFERENCE: [(&str, usize, f64, usize, f64); 6] = [
+    ("resnet18", 11, 2.56, 4, 1.10),
+    ("resnet50", 20, 14.45, 10, 7.63),
+    ("densenet121", 61, 21.00, 57, 20.25),
+    ("mobilenet_v2", 15, 0.71, 5, 0.15),
+    ("efficientnet_b0", 46, 5.36, 4, 0.11),
+    ("squeezenet1_1", 15, 0.63, 0, 0.00),
+];
+
+#[test]
+fn zoo_checks_and_is_canonical() {
+    for path in zoo() {
+        let (code, _, stderr) = nnirc(&["check", &rel(&path)]);
+        assert_eq!(code, 0, "{stderr}");
+        let (code, _, stderr) = nnirc(&["fmt", "--check", &rel(&path)]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+}
+
+#[test]
+fn upscale_matches_or_beats_the_reference_on_the_zoo() {
+    for (name, naive_ops, naive_mb, ref_ops, ref_mb) in REFERENCE {
+        let source =
+            std::fs::read_to_string(root().join(format!("examples/zoo/{name}.nnir"))).unwrap();
+        let mut program = program(&source);
+        let weights = nnirc::weights::random(&program, 0);
+        for (n, kept) in l1_masks(&program, &weights, &PruneConfig::default()) {
+            program.graph[n].keep_in = Some(kept);
+        }
+        let run = |mode| {
+            let e = export(
+                &program,
+                &weights,
+                &ExportConfig {
+                    mode,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let s = program_stats(&e.program, CopySemantics::Views);
+            (e, s)
+        };
+        let (_, naive) = run(Mode::Naive);
+        let (upscale, after) = run(Mode::Upscale);
+        let mb = |b: u64| b as f64 / 1e6;
+        // The naive baseline is the reference's (same recipe, same architecture).
+        assert_eq!(naive.copying_ops, naive_ops, "{name}: naive copying ops");
+        assert!(
+            (mb(naive.bytes_copied) - naive_mb).abs() < 0.01,
+            "{name}: naive MB {}",
+            mb(naive.bytes_copied)
+        );
+        assert!(
+            after.copying_ops <= ref_ops,
+            "{name}: {} copying ops, reference {ref_ops}",
+            after.copying_ops
+        );
+        assert!(
+            mb(after.bytes_copied) <= ref_mb + 0.005,
+            "{name}: {} MB, reference {ref_mb}",
+            mb(after.bytes_copied)
+        );
+        let d = verify::<f32>(&program, &weights, &upscale.program, &upscale.weights, 0).unwrap();
+        assert!(d.max_rel <= 1e-4, "{name}: {d:?}");
+    }
+}
