@@ -506,17 +506,20 @@ impl Context {
         };
         let exported = export(&target, &weights, &config).map_err(failed)?;
         lap("export", t);
-        let t = std::time::Instant::now();
-        let baseline = export(
-            program,
-            &weights,
-            &ExportConfig {
+        // The baseline is the naive export of the original masks: in naive mode, the export.
+        let naive_baseline;
+        let baseline = if opts.mode == ModeArg::Naive {
+            &exported
+        } else {
+            let t = std::time::Instant::now();
+            let config = ExportConfig {
                 mode: Mode::Naive,
                 ..Default::default()
-            },
-        )
-        .map_err(failed)?;
-        lap("baseline", t);
+            };
+            naive_baseline = export(program, &weights, &config).map_err(failed)?;
+            lap("baseline", t);
+            &naive_baseline
+        };
         let verification = if opts.verify {
             let t = std::time::Instant::now();
             let d64 = verify::<f64>(

@@ -43,21 +43,6 @@ impl Weights {
     }
 }
 
-/// Writes named `f32` tensors as a safetensors file, atomically.
-///
-/// ```no_run
-/// use nnirc::interp::Tensor;
-/// let w = Tensor { shape: vec![2], data: vec![0.5f32, -0.5] };
-/// nnirc::weights::write_safetensors(std::path::Path::new("w.safetensors"), &[("b", &w)])
-///     .unwrap();
-/// ```
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(&str, &Tensor<f32>)],
-) -> Result<(), crate::tensor_io::TensorIoError> {
-    crate::tensor_io::write_safetensors(path, tensors)
-}
-
 /// The note given when params need a file but the model names none.
 const NO_WEIGHTS_NOTE: &str =
     "add a `weights \"file.safetensors\"` line or run with --random-weights SEED";

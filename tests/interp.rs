@@ -800,7 +800,7 @@ fn written_weights_load_back() {
     let dir = tempfile::tempdir().unwrap();
     let named = w.named_f32(&p);
     let refs: Vec<(&str, &Tensor<f32>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    weights::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
+    tensor_io::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
     assert_eq!(weights::load(&p, dir.path()).unwrap(), w);
     assert!(p.params.iter().all(|q| q.init == ParamInit::File));
 }

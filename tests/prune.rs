@@ -275,7 +275,7 @@ fn weights_file_and_random_weights_agree() {
     let named = nnirc::weights::random(&p, 5).named_f32(&p);
     let refs: Vec<(&str, &nnirc::interp::Tensor<f32>)> =
         named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    nnirc::weights::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
+    nnirc::tensor_io::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
 
     let m = model.to_str().unwrap();
     let (from_file, _) = prune_ok(&[m, "--amount", "0.5"]);
