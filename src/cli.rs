@@ -144,10 +144,12 @@ pub enum Command {
     /// Read an ONNX model as .nnir: OUT.nnir, and its weights as OUT.safetensors beside it.
     ///
     /// Nodes map one by one (Conv, BatchNormalization, Relu, Clip(0, 6), Sigmoid, HardSwish,
-    /// HardSigmoid, Add, Mul, Concat, MaxPool, AveragePool, GlobalAveragePool, Flatten,
-    /// Reshape to [N, -1], Gemm, MatMul, Gather and Slice on channels, Identity, Dropout,
-    /// Constant). Any other op is an error naming the node; nothing is dropped. Initializers
-    /// may use raw_data, float_data or external data files (relative to the model).
+    /// HardSigmoid, Add, Mul, Concat, MaxPool, AveragePool, GlobalAveragePool, ReduceMean over
+    /// H and W, Flatten, Reshape to [N, -1], Gemm, MatMul, Gather and Slice on channels,
+    /// Identity, Dropout, Constant). Any other op is an error naming the node; nothing is
+    /// dropped. Initializers may use raw_data, float_data or external data files (relative to
+    /// the model). Names stay readable: PyTorch module paths (from node names or the dynamo
+    /// exporter's name_scopes metadata) name values and exporter-made initializers.
     Import {
         /// The .onnx model.
         file: PathBuf,
@@ -160,8 +162,9 @@ pub enum Command {
         #[arg(long)]
         masks_from_zeros: bool,
         /// Write no weights: the model gets no `weights` line and its parameters are declared
-        /// only (run it with --random-weights). For architecture-only files like the zoo.
-        #[arg(long)]
+        /// only (run it with --random-weights). For architecture-only files like the zoo;
+        /// float initializers in external data files are not read (they may be absent).
+        #[arg(long, conflicts_with = "masks_from_zeros")]
         no_weights: bool,
     },
 }
@@ -892,7 +895,10 @@ impl Context {
             eprintln!("error: cannot read {}: {e}", path.display());
             Failure::Input
         })?;
-        let opts = crate::onnx::ImportOptions { masks_from_zeros };
+        let opts = crate::onnx::ImportOptions {
+            masks_from_zeros,
+            skip_external_weights: no_weights,
+        };
         let imported = crate::onnx::import(&bytes, path, &opts).map_err(|e| {
             eprintln!("error: {e}");
             Failure::Input

@@ -167,6 +167,7 @@ fn masks_from_zeros_writes_keep_in() {
     let bytes = export_bytes(&program, &weights).unwrap();
     let opts = ImportOptions {
         masks_from_zeros: true,
+        ..Default::default()
     };
     let imported = import(&bytes, Path::new("m.onnx"), &opts).unwrap();
     let text = imported.text(None);

@@ -74,3 +74,61 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
         assert!(d.max_rel <= 1e-4, "{name}: {d:?}");
     }
 }
+
+/// `tools/make_zoo.py` writes each zoo `.nnir` by importing the TorchScript exporter's ONNX file
+/// (committed graph-only: its weights are external data that is not committed); importing that
+/// file again must give the committed text byte for byte.
+#[test]
+fn importing_the_zoo_onnx_files_reproduces_the_committed_text() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in zoo() {
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let onnx = root().join(format!("tests/data/onnx/zoo/{name}.onnx"));
+        let out = dir.path().join(format!("{name}.nnir"));
+        let (code, _, stderr) = nnirc(&[
+            "import",
+            "--no-weights",
+            onnx.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        let want = std::fs::read_to_string(&path).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            got == want,
+            "{name}: the import differs from {}",
+            rel(&path)
+        );
+    }
+}
+
+/// The dynamo exporter's files of the same models (opset 20, ReduceMean for the global pooling,
+/// batch norm not always folded, names from `pkg.torch.onnx.name_scopes`) import into the same
+/// architecture: the same convolution and linear weight shapes, in the same order, with the
+/// module names the TorchScript export gets from its node names.
+#[test]
+fn dynamo_exports_of_the_zoo_import_to_the_same_architecture() {
+    for path in zoo() {
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let onnx = root().join(format!("tests/data/onnx/zoo/{name}.dynamo.onnx"));
+        let bytes = std::fs::read(&onnx).unwrap();
+        let opts = nnirc::onnx::ImportOptions {
+            skip_external_weights: true,
+            ..Default::default()
+        };
+        let dynamo =
+            nnirc::onnx::import(&bytes, &onnx, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let legacy = program(&std::fs::read_to_string(&path).unwrap());
+        let weights = |p: &nnirc::ir::Program| -> Vec<(String, Vec<usize>)> {
+            p.params
+                .iter()
+                .filter(|q| q.name.ends_with(".weight") && q.shape.len() >= 2)
+                .map(|q| (q.name.clone(), q.shape.clone()))
+                .collect()
+        };
+        assert_eq!(weights(&dynamo.program), weights(&legacy), "{name}");
+        let out = |p: &nnirc::ir::Program| p.graph[p.outputs[0]].shape.clone();
+        assert_eq!(out(&dynamo.program), out(&legacy), "{name}");
+    }
+}

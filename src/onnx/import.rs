@@ -28,6 +28,9 @@ pub struct ImportOptions {
     /// A conv (groups == 1) or linear input channel whose weight column is all zero is left
     /// out of a written `keep_in` mask.
     pub masks_from_zeros: bool,
+    /// Float32 initializers held in external data files are not read (they import as zeros):
+    /// for `nnirc import --no-weights`, which needs only their shapes.
+    pub skip_external_weights: bool,
 }
 
 /// An imported model: the program (as the front end lowers its printed text) and its weights,
@@ -36,6 +39,9 @@ pub struct ImportOptions {
 pub struct Imported {
     pub program: Program,
     pub weights: Weights,
+    /// For each param (in [`crate::ir::ParamId`] order), the ONNX initializer or `Constant`
+    /// output it was made from (for params the importer makes up, its own name).
+    pub onnx_names: Vec<String>,
 }
 
 impl Imported {
@@ -78,11 +84,17 @@ pub fn import(
         graph: DiGraph::new(),
         params: Vec::new(),
         data: Vec::new(),
+        onnx_names: Vec::new(),
+        graph_outputs: graph
+            .output
+            .iter()
+            .map(|o| o.name.clone().unwrap_or_default())
+            .collect(),
         opts,
     };
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
-        let c = decode_tensor(t, base)
+        let c = decode_tensor(t, base, opts.skip_external_weights)
             .map_err(|e| OnnxError(format!("{shown}: initializer `{name}`: {e}")))?;
         b.values.insert(name, Value::Const(c));
     }
@@ -131,7 +143,7 @@ pub fn import(
         return Err(OnnxError(format!("{shown}: the graph has no outputs")));
     }
     let program = Program {
-        name: model_name(graph.name.as_deref().unwrap_or("")),
+        name: model_name(graph.name.as_deref().unwrap_or(""), model_path),
         graph: b.graph,
         inputs,
         outputs,
@@ -161,6 +173,7 @@ pub fn import(
     Ok(Imported {
         program: checked,
         weights,
+        onnx_names: b.onnx_names,
     })
 }
 
@@ -196,6 +209,10 @@ struct Builder<'a> {
     params: Vec<Param>,
     /// Param data, by param id.
     data: Vec<Vec<f32>>,
+    /// The ONNX name each param was made from, by param id.
+    onnx_names: Vec<String>,
+    /// The names of the graph's outputs.
+    graph_outputs: HashSet<String>,
     opts: &'a ImportOptions,
 }
 
@@ -218,8 +235,17 @@ fn sanitize(name: &str) -> String {
     s
 }
 
-/// A model name (an identifier): `[A-Za-z_][A-Za-z0-9_]*`, `model` if nothing is left.
-fn model_name(name: &str) -> String {
+/// A model name (an identifier, `[A-Za-z_][A-Za-z0-9_]*`): the graph's name, or the model
+/// file's stem when the graph has torch's default name (`main_graph`, `torch_jit`) or none.
+fn model_name(graph_name: &str, model_path: &Path) -> String {
+    let stem = model_path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("");
+    let name = match graph_name {
+        "" | "main_graph" | "torch_jit" => stem,
+        name => name,
+    };
     let mut s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -293,8 +319,10 @@ fn element_count(dims: &[i64]) -> Result<(Vec<usize>, usize), String> {
     Ok((out, n))
 }
 
-/// The bytes of an external tensor, read from a file relative to `base`.
+/// The bytes of an external tensor, read from a file relative to `base` (only its range is
+/// read: a model's tensors often share one large file).
 fn external_bytes(t: &proto::TensorProto, base: &Path) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut location = None;
     let mut offset = 0u64;
     let mut length = None;
@@ -320,33 +348,46 @@ fn external_bytes(t: &proto::TensorProto, base: &Path) -> Result<Vec<u8>, String
         ));
     }
     let path = base.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let start = usize::try_from(offset).map_err(|_| "offset too large".to_string())?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut file = std::fs::File::open(&path).map_err(cannot)?;
+    let size = file.metadata().map_err(cannot)?.len();
     let end = match length {
-        Some(l) => usize::try_from(l)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .ok_or("length too large")?,
-        None => bytes.len(),
+        Some(l) => offset.checked_add(l).ok_or("length too large")?,
+        None => size,
     };
-    if start > end || end > bytes.len() {
+    if offset > end || end > size {
         return Err(format!(
-            "external data range {start}..{end} is outside {} ({} bytes)",
-            path.display(),
-            bytes.len()
+            "external data range {offset}..{end} is outside {} ({size} bytes)",
+            path.display()
         ));
     }
-    Ok(bytes[start..end].to_vec())
+    let len = usize::try_from(end - offset).map_err(|_| "length too large".to_string())?;
+    let mut bytes = vec![0; len];
+    file.seek(SeekFrom::Start(offset)).map_err(cannot)?;
+    file.read_exact(&mut bytes).map_err(cannot)?;
+    Ok(bytes)
 }
 
-fn decode_tensor(t: &proto::TensorProto, base: &Path) -> Result<Const, String> {
+/// Decodes an initializer or `Constant` tensor. With `skip_external_floats`, a float32 tensor
+/// stored in an external file is not read: it decodes as zeros of its shape.
+fn decode_tensor(
+    t: &proto::TensorProto,
+    base: &Path,
+    skip_external_floats: bool,
+) -> Result<Const, String> {
     let (dims, n) = element_count(&t.dims)?;
+    let dtype = t.data_type.unwrap_or(0);
     let raw = if t.data_location == Some(EXTERNAL) {
+        if skip_external_floats && dtype == FLOAT {
+            return Ok(Const {
+                dims,
+                data: ConstData::F32(vec![0.0; n]),
+            });
+        }
         Some(external_bytes(t, base)?)
     } else {
         t.raw_data.clone()
     };
-    let dtype = t.data_type.unwrap_or(0);
     let width = match dtype {
         FLOAT | INT32 => 4,
         INT64 => 8,
@@ -490,9 +531,15 @@ impl Builder<'_> {
         }
     }
 
-    /// A new file-bound param named after `base`.
-    fn param(&mut self, base: &str, shape: Vec<usize>, data: Vec<f32>) -> usize {
-        let name = unique(&mut self.param_used, base);
+    /// A new file-bound param made from the ONNX value `onnx_name`, named after `readable`.
+    fn param(
+        &mut self,
+        (onnx_name, readable): (String, String),
+        shape: Vec<usize>,
+        data: Vec<f32>,
+    ) -> usize {
+        let name = unique(&mut self.param_used, &readable);
+        self.onnx_names.push(onnx_name);
         self.params.push(Param {
             name,
             shape,
@@ -535,7 +582,12 @@ impl Builder<'_> {
         } else {
             None
         };
-        let name = self.fresh_ssa(&out);
+        // Graph outputs keep their ONNX names; other values are named after their module.
+        let readable = match module_path(node) {
+            Some(module) if !self.graph_outputs.contains(&out) => module,
+            _ => out.clone(),
+        };
+        let name = self.fresh_ssa(&readable);
         let n = self.graph.add_node(Node {
             name,
             op,
@@ -586,7 +638,7 @@ impl Builder<'_> {
         if !matches!(node.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
             return Err(self.err(node, "unsupported op (custom domain)"));
         }
-        let base = node_name(node);
+        let base = module_path(node).unwrap_or_else(|| node_name(node));
         match op_type {
             "Identity" | "Dropout" => {
                 self.allow(node, &["seed", "ratio"])?;
@@ -611,7 +663,8 @@ impl Builder<'_> {
                     Some(a) if node.attribute.len() == 1 => match a.name.as_deref() {
                         Some("value") => {
                             let t = a.t.as_ref().ok_or_else(|| self.err(node, "no tensor"))?;
-                            decode_tensor(t, Path::new(".")).map_err(|e| self.err(node, e))?
+                            decode_tensor(t, Path::new("."), false)
+                                .map_err(|e| self.err(node, e))?
                         }
                         Some("value_float") => Const {
                             dims: vec![],
@@ -673,9 +726,9 @@ impl Builder<'_> {
                 let padding = self.pads(node)?;
                 let groups = self.positive(node, attr_i(node, "group", 1))?;
                 let mut params =
-                    vec![self.param(&self.param_base(node, 1, &base, "weight"), wd, w)];
+                    vec![self.param(self.param_names(node, 1, &base, "weight"), wd, w)];
                 if let Some((bd, bias)) = self.f32_const(node, 2)? {
-                    params.push(self.param(&self.param_base(node, 2, &base, "bias"), bd, bias));
+                    params.push(self.param(self.param_names(node, 2, &base, "bias"), bd, bias));
                 }
                 let op = Op::Conv2d(Conv2d {
                     stride,
@@ -704,7 +757,7 @@ impl Builder<'_> {
                     let (d, v) = self
                         .f32_const(node, i)?
                         .ok_or_else(|| self.err(node, format!("the {what} is missing")))?;
-                    params.push(self.param(&self.param_base(node, i, &base, what), d, v));
+                    params.push(self.param(self.param_names(node, i, &base, what), d, v));
                 }
                 self.emit(node, Op::BatchNorm { eps }, &[x], params)
             }
@@ -835,6 +888,45 @@ impl Builder<'_> {
                 let x = self.tensor(node, 0)?;
                 self.emit(node, Op::GlobalAvgPool, &[x], vec![])
             }
+            "ReduceMean" => {
+                // The dynamo exporter writes adaptive_avg_pool2d((1, 1)) as ReduceMean over
+                // the spatial axes (given as an input from opset 18, an attribute before).
+                self.allow(node, &["axes", "keepdims", "noop_with_empty_axes"])?;
+                let x = self.tensor(node, 0)?;
+                let axes = match self.i64_const(node, 1)? {
+                    Some(axes) => axes,
+                    None => attr_ints(node, "axes").unwrap_or_default(),
+                };
+                let rank = self.graph[x].shape.len() as i64;
+                let mut axes: Vec<i64> = axes
+                    .iter()
+                    .map(|&a| if a < 0 { a + rank } else { a })
+                    .collect();
+                axes.sort_unstable();
+                if rank != 4 || axes != [2, 3] {
+                    return Err(self.err(
+                        node,
+                        format!(
+                            "only a mean over the spatial axes [2, 3] of a 4-d tensor (global \
+                             average pooling) is supported, got axes {axes:?} of rank {rank}"
+                        ),
+                    ));
+                }
+                if attr_i(node, "keepdims", 1) != 0 {
+                    return self.emit(node, Op::GlobalAvgPool, &[x], vec![]);
+                }
+                // keepdims=0: pool to [N, C, 1, 1], then flatten to [N, C].
+                let mut pooled = node.clone();
+                pooled.output = vec![format!(
+                    "{}.pooled",
+                    node.output.first().cloned().unwrap_or_default()
+                )];
+                self.emit(&pooled, Op::GlobalAvgPool, &[x], vec![])?;
+                let Some(Value::Tensor(p)) = self.values.get(&pooled.output[0]).cloned() else {
+                    unreachable!("emit defines its output")
+                };
+                self.emit(node, Op::Flatten, &[p], vec![])
+            }
             "Flatten" => {
                 self.allow(node, &["axis"])?;
                 let x = self.tensor(node, 0)?;
@@ -886,7 +978,7 @@ impl Builder<'_> {
                     transpose(&bd, &b)
                 };
                 let mut params =
-                    vec![self.param(&self.param_base(node, 1, &base, "weight"), wd.clone(), w)];
+                    vec![self.param(self.param_names(node, 1, &base, "weight"), wd.clone(), w)];
                 if let Some((cd, c)) = self.f32_const(node, 2)? {
                     if c.len() != wd[0] || cd.iter().filter(|&&d| d != 1).count() > 1 {
                         return Err(
@@ -894,7 +986,7 @@ impl Builder<'_> {
                         );
                     }
                     params.push(self.param(
-                        &self.param_base(node, 2, &base, "bias"),
+                        self.param_names(node, 2, &base, "bias"),
                         vec![wd[0]],
                         c,
                     ));
@@ -911,7 +1003,7 @@ impl Builder<'_> {
                     return Err(self.err(node, "the weight must have rank 2"));
                 }
                 let (wd, w) = transpose(&bd, &b);
-                let params = vec![self.param(&self.param_base(node, 1, &base, "weight"), wd, w)];
+                let params = vec![self.param(self.param_names(node, 1, &base, "weight"), wd, w)];
                 self.emit(node, Op::Linear, &[x], params)
             }
             "Gather" => {
@@ -1065,19 +1157,27 @@ impl Builder<'_> {
             (ones.clone(), v)
         };
         let params = vec![
-            self.param(&format!("{base}.weight"), vec![channels], w),
-            self.param(&format!("{base}.bias"), vec![channels], b),
-            self.param(&format!("{base}.running_mean"), vec![channels], zeros),
-            self.param(&format!("{base}.running_var"), vec![channels], ones),
+            self.param(made_up(format!("{base}.weight")), vec![channels], w),
+            self.param(made_up(format!("{base}.bias")), vec![channels], b),
+            self.param(
+                made_up(format!("{base}.running_mean")),
+                vec![channels],
+                zeros,
+            ),
+            self.param(made_up(format!("{base}.running_var")), vec![channels], ones),
         ];
         self.emit(node, Op::BatchNorm { eps: 0.0 }, &[x], params)
     }
 
     /// The name for a param read from input `i`: the initializer's name, else `node.what`.
-    fn param_base(&self, node: &NodeProto, i: usize, base: &str, what: &str) -> String {
+    /// The ONNX name of `node`'s param input `i` and the name to give it: the initializer's
+    /// own name, unless the exporter made that up (`onnx::Conv_193`, `val_12`): then
+    /// `{base}.{what}`, after the module (`layer1.0.conv1.weight`).
+    fn param_names(&self, node: &NodeProto, i: usize, base: &str, what: &str) -> (String, String) {
         match node.input.get(i) {
-            Some(name) if !name.is_empty() => name.clone(),
-            _ => format!("{base}.{what}"),
+            Some(name) if !name.is_empty() && !is_anonymous(name) => (name.clone(), name.clone()),
+            Some(name) if !name.is_empty() => (name.clone(), format!("{base}.{what}")),
+            _ => made_up(format!("{base}.{what}")),
         }
     }
 
@@ -1119,6 +1219,62 @@ impl Builder<'_> {
 }
 
 /// A node's name for messages and derived names: its name, else its first output.
+/// A param the importer makes up: its ONNX name is its own.
+fn made_up(name: String) -> (String, String) {
+    (name.clone(), name)
+}
+
+/// Whether an initializer name was made up by the exporter rather than taken from the model:
+/// `onnx::Conv_193` (the TorchScript exporter) or `val_12` (the dynamo exporter).
+fn is_anonymous(name: &str) -> bool {
+    name.starts_with("onnx::")
+        || name
+            .strip_prefix("val_")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The PyTorch module `node` was exported from, as a dotted path (`layer1.0.conv1`): from the
+/// dynamo exporter's `pkg.torch.onnx.name_scopes` metadata (its innermost module), or from a
+/// TorchScript exporter node name, `/layer1/layer1.0/conv1/Conv`, whose scopes repeat their
+/// parent's path (`layer1`, `layer1.0`). None for nodes outside any module.
+fn module_path(node: &NodeProto) -> Option<String> {
+    let scopes = node
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("pkg.torch.onnx.name_scopes"))
+        .and_then(|p| p.value.as_deref());
+    if let Some(scopes) = scopes {
+        // A Python list of strings: ['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1'].
+        let items: Vec<&str> = scopes
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))
+            .collect();
+        return match items.as_slice() {
+            [.., module, _op] if !module.is_empty() => Some(module.to_string()),
+            _ => None,
+        };
+    }
+    let name = node.name.as_deref()?.strip_prefix('/')?;
+    let mut scopes: Vec<&str> = name.split('/').collect();
+    scopes.pop(); // the op itself (`Conv`, `Add_1`)
+    let mut path = String::new();
+    let mut parent = "";
+    for scope in scopes.into_iter().filter(|s| !s.is_empty()) {
+        let local = scope
+            .strip_prefix(parent)
+            .and_then(|s| s.strip_prefix('.'))
+            .filter(|_| !parent.is_empty())
+            .unwrap_or(scope);
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(local);
+        parent = scope;
+    }
+    (!path.is_empty()).then_some(path)
+}
+
 fn node_name(node: &NodeProto) -> String {
     match node.name.as_deref() {
         Some(n) if !n.is_empty() => n.to_string(),
@@ -1136,4 +1292,59 @@ fn transpose(dims: &[usize], data: &[f32]) -> (Vec<usize>, Vec<f32>) {
         }
     }
     (vec![c, r], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, scopes: Option<&str>) -> NodeProto {
+        NodeProto {
+            name: Some(name.to_string()),
+            metadata_props: scopes
+                .map(|s| proto::StringStringEntryProto {
+                    key: Some("pkg.torch.onnx.name_scopes".to_string()),
+                    value: Some(s.to_string()),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn module_paths_from_torchscript_node_names() {
+        let path = |n: &str| module_path(&node(n, None));
+        assert_eq!(
+            path("/layer1/layer1.0/conv1/Conv").as_deref(),
+            Some("layer1.0.conv1")
+        );
+        assert_eq!(
+            path("/features/features.1/features.1.0/block/block.0/block.0.0/Conv").as_deref(),
+            Some("features.1.0.block.0.0")
+        );
+        assert_eq!(path("/layer1/layer1.0/Add").as_deref(), Some("layer1.0"));
+        assert_eq!(path("/Flatten"), None);
+        assert_eq!(path("Conv_0"), None);
+    }
+
+    #[test]
+    fn module_paths_from_dynamo_name_scopes() {
+        let path = |s: &str| module_path(&node("node_Conv_7", Some(s)));
+        assert_eq!(
+            path("['', 'layer1', 'layer1.0', 'layer1.0.relu', 'relu_1']").as_deref(),
+            Some("layer1.0.relu")
+        );
+        assert_eq!(path("['', 'view']"), None);
+    }
+
+    #[test]
+    fn only_exporter_made_names_are_anonymous() {
+        for name in ["onnx::Conv_193", "val_12"] {
+            assert!(is_anonymous(name), "{name}");
+        }
+        for name in ["conv1.weight", "val_", "val_x", "model::w:0", "fc.bias"] {
+            assert!(!is_anonymous(name), "{name}");
+        }
+    }
 }
