@@ -161,6 +161,13 @@ pub enum Command {
         /// layers whose weight column is all zero.
         #[arg(long)]
         masks_from_zeros: bool,
+        /// Set keep_in masks from a JSON file:
+        /// {"layers": {"NAME": {"in_channels": C, "keep_in": [0, 1, 5]}}}. NAME is a weight
+        /// param as written in OUT (or the ONNX initializer it comes from) of a conv
+        /// (groups == 1) or linear layer; C must be its input channel count; keep_in is
+        /// strictly ascending (all C channels: no mask). See docs/cli.md.
+        #[arg(long, value_name = "FILE.json", conflicts_with = "masks_from_zeros")]
+        masks: Option<PathBuf>,
         /// Write no weights: the model gets no `weights` line and its parameters are declared
         /// only (run it with --random-weights). For architecture-only files like the zoo;
         /// float initializers in external data files are not read (they may be absent).
@@ -200,8 +207,15 @@ pub fn main() -> ExitCode {
             file,
             output,
             masks_from_zeros,
+            masks,
             no_weights,
-        } => ctx.import_onnx(&file, &output, masks_from_zeros, no_weights),
+        } => ctx.import_onnx(
+            &file,
+            &output,
+            masks_from_zeros,
+            masks.as_deref(),
+            no_weights,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -880,6 +894,7 @@ impl Context {
         path: &Path,
         out: &Path,
         masks_from_zeros: bool,
+        masks: Option<&Path>,
         no_weights: bool,
     ) -> Result<(), Failure> {
         let weights_out = out.with_extension("safetensors");
@@ -889,20 +904,38 @@ impl Context {
                 out.display()
             )));
         }
-        refuse_overwrite(out, &[path])?;
-        refuse_overwrite(&weights_out, &[path])?;
-        let bytes = std::fs::read(path).map_err(|e| {
-            eprintln!("error: cannot read {}: {e}", path.display());
+        let mut inputs = vec![path];
+        inputs.extend(masks);
+        refuse_overwrite(out, &inputs)?;
+        refuse_overwrite(&weights_out, &inputs)?;
+        let read_error = |p: &Path, e: std::io::Error| {
+            eprintln!("error: cannot read {}: {e}", p.display());
             Failure::Input
-        })?;
+        };
+        let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
+        let spec = masks
+            .map(|m| match std::fs::read_to_string(m) {
+                Ok(text) => Ok((m, text)),
+                Err(e) => Err(read_error(m, e)),
+            })
+            .transpose()?;
         let opts = crate::onnx::ImportOptions {
             masks_from_zeros,
             skip_external_weights: no_weights,
         };
-        let imported = crate::onnx::import(&bytes, path, &opts).map_err(|e| {
+        let mut imported = crate::onnx::import(&bytes, path, &opts).map_err(|e| {
             eprintln!("error: {e}");
             Failure::Input
         })?;
+        let mut masked = String::new();
+        if let Some((m, text)) = &spec {
+            let n = crate::onnx::apply_masks(&mut imported, text, m).map_err(|e| {
+                eprintln!("error: {e}");
+                Failure::Input
+            })?;
+            let noun = if n == 1 { "mask" } else { "masks" };
+            masked = format!(", {n} keep_in {noun} from {}", m.display());
+        }
         let file_name = weights_out
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -914,13 +947,13 @@ impl Context {
             Failure::Input
         })?;
         if no_weights {
-            write_output(out, imported.text(None).as_bytes(), &[path])?;
+            write_output(out, imported.text(None).as_bytes(), &inputs)?;
         } else {
-            write_output(&weights_out, &weight_bytes, &[path])?;
-            write_output(out, imported.text(Some(&file_name)).as_bytes(), &[path])?;
+            write_output(&weights_out, &weight_bytes, &inputs)?;
+            write_output(out, imported.text(Some(&file_name)).as_bytes(), &inputs)?;
         }
         eprintln!(
-            "imported {} nodes and {} params into {}{}",
+            "imported {} nodes and {} params{masked} into {}{}",
             imported.program.graph.node_count() - imported.program.inputs.len(),
             imported.program.params.len(),
             out.display(),

@@ -360,3 +360,306 @@ fn value_and_param_with_one_name_round_trip() {
     let weights = nnirc::weights::random(&program, 4);
     round_trip("clash", &program, &weights);
 }
+
+/// A conv whose weight is the ONNX-style initializer `onnx::Conv_7` (not a `.nnir` name), a
+/// batch norm, a depthwise conv and a linear: the model of the `--masks` tests.
+const MASKS_MODEL: &str = "model m(%x: f32[1, 4, 5, 5]) -> (%y) {
+  param @c1.weight: f32[6, 4, 3, 3]
+  param @c1.bias: f32[6]
+  param @bn.weight: f32[6]
+  param @bn.bias: f32[6]
+  param @bn.mean: f32[6]
+  param @bn.var: f32[6]
+  param @dw.weight: f32[6, 1, 3, 3]
+  param @fc.weight: f32[3, 6]
+  %a = conv2d(%x, @c1.weight, @c1.bias, padding=1)
+  %b = batch_norm(%a, @bn.weight, @bn.bias, @bn.mean, @bn.var)
+  %d = conv2d(%b, @dw.weight, padding=1, groups=6)
+  %p = global_avg_pool(%d)
+  %f = flatten(%p)
+  %y = linear(%f, @fc.weight)
+}
+";
+
+/// [`MASKS_MODEL`] written as `m.onnx` in a temp dir, and its import.
+fn masks_fixture() -> (tempfile::TempDir, nnirc::onnx::Imported) {
+    let program = compile(MASKS_MODEL);
+    let mut model = export(&program, &nnirc::weights::random(&program, 0)).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let rename = |name: &mut String| {
+        if name == "c1.weight" {
+            *name = "onnx::Conv_7".to_string();
+        }
+    };
+    graph.initializer.iter_mut().for_each(|t| {
+        if let Some(n) = t.name.as_mut() {
+            rename(n);
+        }
+    });
+    graph
+        .node
+        .iter_mut()
+        .for_each(|n| n.input.iter_mut().for_each(rename));
+    let bytes = model.encode_to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.onnx"), &bytes).unwrap();
+    let imported = import(&bytes, Path::new("m.onnx"), &ImportOptions::default()).unwrap();
+    (dir, imported)
+}
+
+/// The `.nnir` name of the param imported from the ONNX initializer `onnx`.
+fn nnir_name(imported: &nnirc::onnx::Imported, onnx: &str) -> String {
+    let p = imported.onnx_names.iter().position(|n| n == onnx).unwrap();
+    imported.program.params[p].name.clone()
+}
+
+/// `nnirc import m.onnx -o m.nnir --masks masks.json` in `dir`, with `json` as the masks:
+/// (exit code, the written `.nnir` or "" if none, stderr).
+fn import_with_masks(dir: &Path, json: &str) -> (i32, String, String) {
+    let (onnx, nnir, masks) = (
+        dir.join("m.onnx"),
+        dir.join("m.nnir"),
+        dir.join("masks.json"),
+    );
+    let _ = std::fs::remove_file(&nnir);
+    std::fs::write(&masks, json).unwrap();
+    let (code, _, err) = nnirc(&[
+        "import",
+        onnx.to_str().unwrap(),
+        "-o",
+        nnir.to_str().unwrap(),
+        "--masks",
+        masks.to_str().unwrap(),
+    ]);
+    (
+        code,
+        std::fs::read_to_string(&nnir).unwrap_or_default(),
+        err,
+    )
+}
+
+/// The statement of `text` that reads `@param`.
+fn statement_of<'t>(text: &'t str, param: &str) -> &'t str {
+    let (a, b) = (format!("@{param},"), format!("@{param})"));
+    text.lines()
+        .find(|l| l.contains(" = ") && (l.contains(&a) || l.contains(&b)))
+        .unwrap_or_else(|| panic!("no statement reads @{param} in\n{text}"))
+}
+
+#[test]
+fn masks_by_nnir_name_and_by_onnx_name() {
+    let (dir, imported) = masks_fixture();
+    let (conv, fc) = (
+        nnir_name(&imported, "onnx::Conv_7"),
+        nnir_name(&imported, "fc.weight"),
+    );
+    let json = format!(
+        r#"{{"layers": {{
+  "onnx::Conv_7": {{"in_channels": 4, "keep_in": [0, 2, 3]}},
+  "{fc}": {{"in_channels": 6, "keep_in": [0, 1, 2, 5]}}
+}}}}"#
+    );
+    let (code, text, err) = import_with_masks(dir.path(), &json);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 keep_in masks from"), "{err}");
+    assert!(
+        statement_of(&text, &conv).ends_with(" keep_in=[0, 2, 3]"),
+        "{text}"
+    );
+    assert!(
+        statement_of(&text, &fc).ends_with(" keep_in=[0..3, 5]"),
+        "{text}"
+    );
+    let nnir = dir.path().join("m.nnir");
+    let (code, _, err) = nnirc(&["check", nnir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // The conv by its .nnir name; keeping every channel of the linear writes no mask.
+    let json = format!(
+        r#"{{"layers": {{"{conv}": {{"in_channels": 4, "keep_in": [1]}},
+            "fc.weight": {{"in_channels": 6, "keep_in": [0, 1, 2, 3, 4, 5]}}}}}}"#
+    );
+    let (code, text, err) = import_with_masks(dir.path(), &json);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        statement_of(&text, &conv).ends_with(" keep_in=[1]"),
+        "{text}"
+    );
+    assert!(!statement_of(&text, &fc).contains("keep_in"), "{text}");
+}
+
+#[test]
+fn masks_errors_name_the_file_and_the_layer() {
+    let (dir, imported) = masks_fixture();
+    let conv = nnir_name(&imported, "onnx::Conv_7");
+    let layer = |key: &str, body: &str| format!(r#"{{"layers": {{"{key}": {body}}}}}"#);
+    let fc = |keep: &str| {
+        layer(
+            "fc.weight",
+            &format!(r#"{{"in_channels": 6, "keep_in": {keep}}}"#),
+        )
+    };
+    let same = format!("layer `{conv}`: names the same param");
+    let weight = format!("name its weight `{conv}`");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            layer("fc.weigth", r#"{"in_channels": 6, "keep_in": [0]}"#),
+            vec![
+                "layer `fc.weigth`: no param has this name",
+                "did you mean `fc.weight`?",
+            ],
+        ),
+        (
+            fc("[0, 9]"),
+            vec![
+                "layer `fc.weight`",
+                "index 9 in keep_in is out of range",
+                "has 6 input features",
+            ],
+        ),
+        (fc("[-1]"), vec!["index -1 in keep_in is out of range"]),
+        (
+            layer("fc.weight", r#"{"in_channels": 5, "keep_in": [0]}"#),
+            vec![
+                "layer `fc.weight`: in_channels is 5",
+                "has 6 input features",
+            ],
+        ),
+        (
+            layer("onnx::Conv_7", r#"{"in_channels": 3, "keep_in": [0]}"#),
+            vec![
+                "layer `onnx::Conv_7`: in_channels is 3",
+                "has 4 input channels",
+            ],
+        ),
+        (
+            layer("dw.weight", r#"{"in_channels": 6, "keep_in": [0]}"#),
+            vec![
+                "layer `dw.weight`",
+                "is the weight of conv2d",
+                "groups=6",
+                "takes no mask",
+            ],
+        ),
+        (
+            layer("bn.mean", r#"{"in_channels": 6, "keep_in": [0]}"#),
+            vec!["layer `bn.mean`", "is the running_mean of batch_norm"],
+        ),
+        (
+            layer("c1.bias", r#"{"in_channels": 6, "keep_in": [0]}"#),
+            vec!["layer `c1.bias`", "is the bias of conv2d", &weight],
+        ),
+        (
+            fc("[3, 1]"),
+            vec!["strictly ascending, but 1 comes after 3"],
+        ),
+        (fc("[1, 1]"), vec!["index 1 is given twice"]),
+        (fc("[]"), vec!["keep_in is empty"]),
+        (
+            r#"{"layers": {"fc.weight": {"in_channels": 6,}}}"#.to_string(),
+            vec!["invalid JSON", "line 1 column"],
+        ),
+        (
+            layer("fc.weight", r#"{"in_channels": 6, "keep": [0]}"#),
+            vec!["layer `fc.weight`: unknown field `keep`", "line 1 column"],
+        ),
+        (
+            r#"{"layers": {}, "version": 1}"#.to_string(),
+            vec!["unknown field `version`, expected `layers`"],
+        ),
+        ("{}".to_string(), vec!["missing field `layers`"]),
+        (
+            layer("fc.weight", r#"{"in_channels": "6", "keep_in": [0]}"#),
+            vec!["layer `fc.weight`: invalid type: string"],
+        ),
+        (
+            layer("fc.weight", "[6, [0]]"),
+            vec!["layer `fc.weight`: invalid type: sequence, expected a JSON object"],
+        ),
+        (
+            format!(
+                r#"{{"layers": {{"onnx::Conv_7": {{"in_channels": 4, "keep_in": [0]}},
+                                "{conv}": {{"in_channels": 4, "keep_in": [1]}}}}}}"#
+            ),
+            vec![&same, "as layer `onnx::Conv_7`"],
+        ),
+        (
+            r#"{"layers": {"fc.weight": {"in_channels": 6, "keep_in": [0]},
+                           "fc.weight": {"in_channels": 6, "keep_in": [1]}}}"#
+                .to_string(),
+            vec!["layer `fc.weight` is given twice"],
+        ),
+    ];
+    for (json, parts) in &cases {
+        let (code, text, err) = import_with_masks(dir.path(), json);
+        assert_eq!(code, 1, "{json}: {err}");
+        assert!(text.is_empty(), "{json}: wrote a model");
+        assert!(
+            err.starts_with("error: ") && err.contains("masks.json: "),
+            "{err}"
+        );
+        for part in parts {
+            assert!(err.contains(part), "{json}: `{part}` not in {err}");
+        }
+    }
+}
+
+#[test]
+fn masks_conflict_with_masks_from_zeros() {
+    let (dir, _) = masks_fixture();
+    let (onnx, masks) = (dir.path().join("m.onnx"), dir.path().join("masks.json"));
+    std::fs::write(&masks, r#"{"layers": {}}"#).unwrap();
+    let (onnx, masks) = (onnx.to_str().unwrap(), masks.to_str().unwrap());
+    let out = dir.path().join("m.nnir");
+    let out = out.to_str().unwrap();
+    let (code, _, err) = nnirc(&[
+        "import",
+        onnx,
+        "-o",
+        out,
+        "--masks",
+        masks,
+        "--masks-from-zeros",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    // Nor may the output overwrite the masks file.
+    let (code, _, err) = nnirc(&["import", onnx, "-o", masks, "--masks", masks]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// A spec replaces the masks an import already has (a full keep clears one); on error the
+/// model is left as it was.
+#[test]
+fn apply_masks_replaces_masks_and_keeps_the_model_on_error() {
+    let src = "model m(%x: f32[1, 4]) -> (%y) {\n  param @fc.weight: f32[2, 4]\n  %y = linear(%x, @fc.weight) keep_in=[1, 3]\n}\n";
+    let program = compile(src);
+    let bytes = export_bytes(&program, &nnirc::weights::random(&program, 0)).unwrap();
+    let opts = ImportOptions {
+        masks_from_zeros: true,
+        ..Default::default()
+    };
+    let mut imported = import(&bytes, Path::new("m.onnx"), &opts).unwrap();
+    let fc = nnir_name(&imported, "fc.weight");
+    let path = Path::new("dir/masks.json");
+    let spec = |keep: &str| {
+        format!(r#"{{"layers": {{"{fc}": {{"in_channels": 4, "keep_in": {keep}}}}}}}"#)
+    };
+    let mask = |imported: &nnirc::onnx::Imported| {
+        let y = imported.program.outputs[0];
+        imported.program.graph[y].keep_in.clone()
+    };
+    assert_eq!(mask(&imported), Some(vec![1, 3]));
+    let e = nnirc::onnx::apply_masks(&mut imported, &spec("[0, 4]"), path).unwrap_err();
+    assert!(e.to_string().starts_with("dir/masks.json: layer `"), "{e}");
+    assert_eq!(mask(&imported), Some(vec![1, 3]));
+    assert_eq!(
+        nnirc::onnx::apply_masks(&mut imported, &spec("[0, 2]"), path),
+        Ok(1)
+    );
+    assert_eq!(mask(&imported), Some(vec![0, 2]));
+    assert_eq!(
+        nnirc::onnx::apply_masks(&mut imported, &spec("[0, 1, 2, 3]"), path),
+        Ok(0)
+    );
+    assert_eq!(mask(&imported), None);
+}

@@ -1,6 +1,7 @@
 //! ONNX interchange: [`export`] writes a checked [`Program`](crate::ir::Program) and its
 //! weights as an ONNX model (opset 17); [`import`] reads an ONNX model back as `.nnir` text,
-//! a program and its weights.
+//! a program and its weights; [`apply_masks`] sets `keep_in` masks on an import from a JSON
+//! spec that names layers by their `.nnir` or ONNX weight names.
 //!
 //! Export invariant: the ONNX graph computes what the reference interpreter computes for the
 //! *masked program* (docs/nnir.md section 9.3): masks become zeroed weight slices, and channels
@@ -23,12 +24,14 @@
 
 mod export;
 mod import;
+mod masks;
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
 pub mod proto;
 
 pub use export::{export, export_bytes, OPSET};
 pub use import::{import, ImportOptions, Imported};
+pub use masks::apply_masks;
 
 /// Why an export or import failed: a message for the user (exit code 1 in the CLI).
 #[derive(Debug, Clone, PartialEq, Eq)]
