@@ -22,7 +22,9 @@ every variant):
     nnirc export   V.nnir -o V.onnx
 
 with V = constrained (`--mode constrained`), naive (`--mode naive`), upscale-views (`--mode
-upscale --cost-model views`) and upscale-graph (`--mode upscale --cost-model graph`). MACs,
+upscale --cost-model views`), upscale-graph (`--mode upscale --cost-model graph`) and
+upscale-align8 (`--mode upscale --cost-model views --align 8`: channel counts rounded up to
+multiples of 8, onnxruntime's NCHWc block with AVX2). MACs,
 params and copies come from the reports (the unpruned ones from `nnirc optimize --mode naive` of
 the unmasked model).
 
@@ -68,9 +70,12 @@ VARIANTS = [
     ("naive", ["--mode", "naive"]),
     ("upscale-views", ["--mode", "upscale", "--cost-model", "views"]),
     ("upscale-graph", ["--mode", "upscale", "--cost-model", "graph"]),
+    ("upscale-align8", ["--mode", "upscale", "--cost-model", "views", "--align", "8"]),
 ]
 # variants that compute exactly the masked program
-EXACT = ["naive", "upscale-views", "upscale-graph"]
+EXACT = ["naive", "upscale-views", "upscale-graph", "upscale-align8"]
+# the upscale variants the speed-up columns compare
+UPSCALE = ["upscale-views", "upscale-graph", "upscale-align8"]
 SELECTION_OPS = ("Gather", "Slice", "Concat")
 
 
@@ -400,7 +405,7 @@ def table(data):
         "Latency (ms, median; in brackets: interquartile range), and speed-ups (a ratio of medians; "
         "> 1: upscale is faster):",
         "",
-        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph) | unpruned / upscale (views, graph) |",
+        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph, align8) | unpruned / upscale (views, graph, align8) |",
         "|---|---|" + "---|" * len(names) + "---|---|",
     ]
     for r in data["results"]:
@@ -415,15 +420,15 @@ def table(data):
                 cells.append("failed")
         lines.append(
             f"| {r['model']} | {r['amount']:g} | " + " | ".join(cells)
-            + f" | {fmt_x(ratio(res, 'naive', 'upscale-views'))}, {fmt_x(ratio(res, 'naive', 'upscale-graph'))}"
-            + f" | {fmt_x(ratio(res, 'unpruned', 'upscale-views'))}, {fmt_x(ratio(res, 'unpruned', 'upscale-graph'))} |"
+            + " | " + ", ".join(fmt_x(ratio(res, 'naive', u)) for u in UPSCALE)
+            + " | " + ", ".join(fmt_x(ratio(res, 'unpruned', u)) for u in UPSCALE) + " |"
         )
     lines += [
         "",
         "The fastest run of each variant (ms; less sensitive to other processes on the machine than "
         "the median), and the speed-ups by these minima:",
         "",
-        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph) | unpruned / upscale (views, graph) |",
+        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph, align8) | unpruned / upscale (views, graph, align8) |",
         "|---|---|" + "---|" * len(names) + "---|---|",
     ]
     for r in data["results"]:
@@ -431,8 +436,8 @@ def table(data):
         cells = [f"{res[v]['latency_ms']['min']:.2f}" if "latency_ms" in res.get(v, {}) else "failed" for v in names]
         lines.append(
             f"| {r['model']} | {r['amount']:g} | " + " | ".join(cells)
-            + f" | {fmt_x(ratio(res, 'naive', 'upscale-views', 'min'))}, {fmt_x(ratio(res, 'naive', 'upscale-graph', 'min'))}"
-            + f" | {fmt_x(ratio(res, 'unpruned', 'upscale-views', 'min'))}, {fmt_x(ratio(res, 'unpruned', 'upscale-graph', 'min'))} |"
+            + " | " + ", ".join(fmt_x(ratio(res, 'naive', u, 'min')) for u in UPSCALE)
+            + " | " + ", ".join(fmt_x(ratio(res, 'unpruned', u, 'min')) for u in UPSCALE) + " |"
         )
     lines += [
         "",
@@ -481,7 +486,8 @@ def plot(data, path):
     amounts = sorted({r["amount"] for r in data["results"]})
     models = list(dict.fromkeys(r["model"] for r in data["results"]))
     shown = [v for v, _ in VARIANTS if v != "unpruned"]
-    colors = {"constrained": "#9e9e9e", "naive": "#e07b39", "upscale-views": "#3b75af", "upscale-graph": "#6aa84f"}
+    colors = {"constrained": "#9e9e9e", "naive": "#e07b39", "upscale-views": "#3b75af", "upscale-graph": "#6aa84f",
+              "upscale-align8": "#8e44ad"}
     fig, axes = plt.subplots(len(amounts), 1, figsize=(10, 3.4 * len(amounts)), squeeze=False)
     width = 0.8 / len(shown)
     for ax, amount in zip(axes[:, 0], amounts):

@@ -166,6 +166,8 @@ pub struct Report {
     pub mode: String,
     pub solver: String,
     pub cost_model: String,
+    /// `--align`: channel counts rounded up to multiples of this (1: none).
+    pub channel_align: usize,
     /// The read planner's e-graph (upscale mode).
     pub egraph: Option<EgraphStats>,
     pub before: ProgramStats,

@@ -2,9 +2,13 @@
 //! program computes what the masked program computes (f64 to 1e-10, f32 to 1e-4 relative).
 mod common;
 use common::*;
-use nnirc::export::{export, verify, ExportConfig, Mode};
+use nnirc::export::{export, verify, ExportConfig, Mode, ReadKind};
 
 fn check(path: &std::path::Path, mode: Mode) -> nnirc::export::Exported {
+    check_aligned(path, mode, 1)
+}
+
+fn check_aligned(path: &std::path::Path, mode: Mode, align: usize) -> nnirc::export::Exported {
     let source = std::fs::read_to_string(path).unwrap();
     let program = nnirc::compile(&source)
         .program
@@ -12,6 +16,7 @@ fn check(path: &std::path::Path, mode: Mode) -> nnirc::export::Exported {
     let weights = nnirc::weights::random(&program, 7);
     let config = ExportConfig {
         mode,
+        channel_align: align,
         ..Default::default()
     };
     let exported =
@@ -57,5 +62,47 @@ fn naive_export_equals_the_masked_program() {
 fn upscale_export_equals_the_masked_program() {
     for path in files() {
         check(&path, Mode::Upscale);
+    }
+}
+
+/// `channel_align`: still exact, every cut segment keeps a multiple of the alignment (or all its
+/// channels), and every conv that reads a slice reads a multiple of it.
+#[test]
+fn aligned_export_equals_the_masked_program_and_is_aligned() {
+    for align in [4, 8] {
+        for mode in [Mode::Naive, Mode::Upscale] {
+            for path in files() {
+                let program = nnirc::compile(&std::fs::read_to_string(&path).unwrap())
+                    .program
+                    .unwrap();
+                let exported = check_aligned(&path, mode, align);
+                let plan = &exported.plan;
+                for (seg, p) in plan.segments.segments.iter().zip(&plan.plans) {
+                    let kept = p.order.len();
+                    assert!(
+                        !p.free || kept % align == 0 || kept == seg.channels,
+                        "{} {mode:?} align {align}: a segment keeps {kept} of {}",
+                        rel(&path),
+                        seg.channels
+                    );
+                }
+                for read in &exported.reads {
+                    let input = program.operands(read.consumer)[0];
+                    let shape = &program.graph[input].shape;
+                    if read.kind != ReadKind::Slice || shape.len() != 4 {
+                        continue;
+                    }
+                    let per_channel = (shape[0] * shape[2] * shape[3] * 4) as u64;
+                    let width = read.bytes / per_channel;
+                    assert_eq!(
+                        width % align as u64,
+                        0,
+                        "{} {mode:?} align {align}: %{} reads a slice of {width}",
+                        rel(&path),
+                        program.graph[read.consumer].name
+                    );
+                }
+            }
+        }
     }
 }

@@ -24,11 +24,12 @@ use nnirc::weights::SplitMix64;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
-/// The export configurations every program goes through.
-const CONFIGS: [(Mode, SolverKind); 3] = [
-    (Mode::Naive, SolverKind::Exact),
-    (Mode::Upscale, SolverKind::Exact),
-    (Mode::Upscale, SolverKind::Paper),
+/// The export configurations every program goes through: mode, solver, channel alignment.
+const CONFIGS: [(Mode, SolverKind, usize); 4] = [
+    (Mode::Naive, SolverKind::Exact, 1),
+    (Mode::Upscale, SolverKind::Exact, 1),
+    (Mode::Upscale, SolverKind::Paper, 1),
+    (Mode::Upscale, SolverKind::Exact, 4),
 ];
 
 /// f32 deviations below this (absolute) pass whatever their relative size.
@@ -45,10 +46,11 @@ fn check(source: &str, label: &str) {
     );
     let program = compiled.program.expect("no diagnostics");
     let weights = nnirc::weights::random(&program, 7);
-    for (mode, solver) in CONFIGS {
+    for (mode, solver, channel_align) in CONFIGS {
         let config = ExportConfig {
             mode,
             solver,
+            channel_align,
             ..Default::default()
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -93,7 +95,7 @@ fn check(source: &str, label: &str) {
                 format!("panic: {message}")
             }
         };
-        panic!("{label} {mode:?} {solver:?}: {failure}\n--- source ---\n{source}");
+        panic!("{label} {mode:?} {solver:?} align {channel_align}: {failure}\n--- source ---\n{source}");
     }
 }
 
@@ -1117,7 +1119,11 @@ fn generate(seed: u64, blocks: usize) -> String {
 proptest! {
     // A failure prints its seed and block count and the program; explore further with
     // PROPTEST_CASES=N.
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_programs_export_exactly(seed in any::<u64>(), blocks in 1usize..=8) {

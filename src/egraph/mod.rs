@@ -114,6 +114,55 @@ impl ReadChoice {
         }
     }
 
+    /// This read with a slice widened to a multiple of `align` positions (or to the whole
+    /// tensor of `channels` positions, which needs no selection op), the added positions read
+    /// through zero columns; the kept positions are unchanged. Whole reads and gathers are
+    /// returned as they are.
+    ///
+    /// ```
+    /// use nnirc::egraph::ReadChoice;
+    /// let slice = ReadChoice::Slice { start: 2, end: 7, zero_columns: vec![1] };
+    /// assert_eq!(
+    ///     slice.aligned(12, 4),
+    ///     ReadChoice::Slice { start: 2, end: 10, zero_columns: vec![1, 5, 6, 7] }
+    /// );
+    /// assert_eq!(
+    ///     slice.aligned(8, 8),
+    ///     ReadChoice::Full { zero_columns: vec![0, 1, 3, 7] }
+    /// );
+    /// ```
+    pub fn aligned(&self, channels: usize, align: usize) -> ReadChoice {
+        let ReadChoice::Slice {
+            start,
+            end,
+            zero_columns,
+        } = self
+        else {
+            return self.clone();
+        };
+        let (start, end) = (*start, *end);
+        let width = (end - start).next_multiple_of(align.max(1)).min(channels);
+        if width == end - start {
+            return self.clone();
+        }
+        // Grow to the right first, then to the left where the tensor ends.
+        let new_end = (start + width).min(channels);
+        let new_start = new_end - width;
+        let kept: Vec<bool> = (new_start..new_end)
+            .map(|p| (start..end).contains(&p) && zero_columns.binary_search(&(p - start)).is_err())
+            .collect();
+        let zero_columns = (0..width).filter(|&j| !kept[j]).collect();
+        if width == channels {
+            ReadChoice::Full { zero_columns }
+        } else {
+            ReadChoice::Slice {
+                start: new_start,
+                end: new_end,
+                zero_columns,
+            }
+        }
+    }
+
     /// The tensor positions read, in order.
     pub fn read(&self, channels: usize) -> Vec<usize> {
         match self {

@@ -49,6 +49,13 @@ pub struct ExportConfig {
     pub latency_table: Option<Latency>,
     /// Limits of the read planner's e-graph.
     pub read_limits: egraph::Limits,
+    /// Channel-count alignment (0 or 1: none). With `n > 1`, every cut segment keeps a
+    /// multiple of `n` channels (or all of them), adding dead channels that no consumer reads
+    /// (zero weight columns) after its order, and every slice read is widened to a multiple of
+    /// `n` positions (or the whole input) with zero columns. Exact; it trades a few MACs for
+    /// the blocked convolution kernels of CPU runtimes (onnxruntime's NCHWc: 8 channels with
+    /// AVX2, 16 with AVX-512). Gathers are not widened.
+    pub channel_align: usize,
 }
 
 impl ExportConfig {

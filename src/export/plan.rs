@@ -96,12 +96,57 @@ pub fn plan(program: &Program, config: &ExportConfig) -> Plan {
         };
         plan.plans.push(SegmentPlan { free, order, solve });
     }
+    if config.channel_align > 1 {
+        pad_segments(program, &mut plan, config.channel_align);
+    }
     for (s, p) in plan.plans.iter().enumerate() {
         for (i, &c) in p.order.iter().enumerate() {
             plan.rank[s][c] = Some(i);
         }
     }
     plan
+}
+
+/// Appends dead channels to every cut segment's order until it keeps a multiple of `align`
+/// channels (or all of them). No consumer keeps a padding channel, so consumers read it through
+/// zero weight columns; channels removed by `keep_out` anywhere in the segment are never used
+/// as padding (a removed channel must stay zero, which a gate could break).
+fn pad_segments(program: &Program, plan: &mut Plan, align: usize) {
+    let mut removed_somewhere: Vec<Vec<bool>> = plan
+        .segments
+        .segments
+        .iter()
+        .map(|seg| vec![false; seg.channels])
+        .collect();
+    for n in program.graph.node_indices() {
+        let Some(flags) = plan.removed[n.index()].as_ref() else {
+            continue;
+        };
+        let layout = plan.provenance.layout(n);
+        let per = layout.features_per_channel;
+        for (pos, &origin) in layout.origins.iter().enumerate() {
+            if flags[pos * per..(pos + 1) * per].iter().any(|&r| r) {
+                let (s, class) = plan.segments.locate(origin);
+                removed_somewhere[s][class] = true;
+            }
+        }
+    }
+    for (s, p) in plan.plans.iter_mut().enumerate() {
+        let channels = plan.segments.segments[s].channels;
+        if !p.free || p.order.len() % align == 0 || p.order.len() == channels {
+            continue;
+        }
+        let target = p.order.len().next_multiple_of(align).min(channels);
+        let mut used = vec![false; channels];
+        for &c in &p.order {
+            used[c] = true;
+        }
+        let spare: Vec<usize> = (0..channels)
+            .filter(|&c| !used[c] && !removed_somewhere[s][c])
+            .take(target - p.order.len())
+            .collect();
+        p.order.extend(spare);
+    }
 }
 
 /// The kept segment channels of one consumer read that are not removed where it reads them.

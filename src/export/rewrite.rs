@@ -215,7 +215,7 @@ fn wanted(program: &Program, plan: &Plan, layouts: &[Vec<usize>], n: NodeIndex) 
 }
 
 /// How every channel-mixing consumer reads its input: planned on the e-graph under the cost
-/// model in upscale mode, the naive read otherwise.
+/// model in upscale mode, the naive read otherwise; slices widened to the channel alignment.
 fn plan_all_reads(
     program: &Program,
     plan: &Plan,
@@ -253,6 +253,14 @@ fn plan_all_reads(
         }
         Mode::Naive => (requests.iter().map(ReadChoice::naive).collect(), None),
     };
+    let choices =
+        choices
+            .into_iter()
+            .zip(&requests)
+            .map(|(choice, r)| match config.channel_align {
+                0 | 1 => choice,
+                align => choice.aligned(r.channels, align),
+            });
     (consumers.into_iter().zip(choices).collect(), report)
 }
 
