@@ -949,15 +949,16 @@ impl Context {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let named = imported.named_tensors();
-        let named: Vec<(&str, &Tensor<f32>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        let weight_bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
-            eprintln!("error: cannot encode the weights: {e}");
-            Failure::Input
-        })?;
         if no_weights {
             write_output(out, imported.text(None).as_bytes(), &inputs)?;
         } else {
+            let named = imported.named_tensors();
+            let named: Vec<(&str, &Tensor<f32>)> =
+                named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let weight_bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+                eprintln!("error: cannot encode the weights: {e}");
+                Failure::Input
+            })?;
             write_output(&weights_out, &weight_bytes, &inputs)?;
             write_output(out, imported.text(Some(&file_name)).as_bytes(), &inputs)?;
         }

@@ -150,19 +150,11 @@ pub fn import(
         params: b.params,
         weights_file: None,
     };
-    // Print and lower again: the result is exactly what the front end makes of the text.
-    let text = crate::codegen::program_text(&program, None);
-    let compiled = crate::compile(&text);
-    let Some(checked) = compiled.program else {
-        let first = compiled
-            .diagnostics
-            .first()
-            .map(|d| d.message.clone())
-            .unwrap_or_default();
-        return Err(OnnxError(format!(
+    let checked = super::relower(&program).map_err(|first| {
+        OnnxError(format!(
             "{shown}: the imported model is not a valid .nnir program: {first}"
-        )));
-    };
+        ))
+    })?;
     let weights = Weights {
         tensors: b
             .data

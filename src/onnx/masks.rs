@@ -147,19 +147,11 @@ pub fn apply_masks(imported: &mut Imported, json: &str, path: &Path) -> Result<u
     for (node, mask) in &updates {
         masked.graph[*node].keep_in = mask.clone();
     }
-    // Print and lower again, as `import` does: the result is what the front end makes of it.
-    let compiled = crate::compile(&crate::codegen::program_text(&masked, None));
-    let Some(checked) = compiled.program else {
-        let first = compiled
-            .diagnostics
-            .first()
-            .map(|d| d.message.clone())
-            .unwrap_or_default();
-        return Err(OnnxError(format!(
+    imported.program = super::relower(&masked).map_err(|first| {
+        OnnxError(format!(
             "{shown}: the masked model is not a valid .nnir program: {first}"
-        )));
-    };
-    imported.program = checked;
+        ))
+    })?;
     Ok(updates.iter().filter(|(_, m)| m.is_some()).count())
 }
 

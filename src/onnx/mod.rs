@@ -45,6 +45,19 @@ impl std::fmt::Display for OnnxError {
 
 impl std::error::Error for OnnxError {}
 
+/// Prints `program` and lowers the text again, so that the result is exactly what the front end
+/// makes of it; on failure, the first diagnostic's message.
+fn relower(program: &crate::ir::Program) -> Result<crate::ir::Program, String> {
+    let compiled = crate::compile(&crate::codegen::program_text(program, None));
+    compiled.program.ok_or_else(|| {
+        compiled
+            .diagnostics
+            .first()
+            .map(|d| d.message.clone())
+            .unwrap_or_default()
+    })
+}
+
 /// ONNX `TensorProto.DataType` codes used here.
 pub(crate) const FLOAT: i32 = proto::tensor_proto::DataType::Float as i32;
 pub(crate) const INT64: i32 = proto::tensor_proto::DataType::Int64 as i32;
