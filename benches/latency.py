@@ -390,6 +390,26 @@ def fmt_x(v):
 
 def table(data):
     names = [v for v, _ in VARIANTS]
+    upscale = ", ".join(u.removeprefix("upscale-") for u in UPSCALE)
+
+    def latency_rows(stat, cell):
+        """The header and one row per model and amount: each variant's latency as `cell` shows
+        it, then the speed-ups of the upscale variants by `stat`."""
+        rows = [
+            "| model | amount | " + " | ".join(names)
+            + f" | naive / upscale ({upscale}) | unpruned / upscale ({upscale}) |",
+            "|---|---|" + "---|" * len(names) + "---|---|",
+        ]
+        for r in data["results"]:
+            res = r["variants"]
+            cells = [cell(res[v]["latency_ms"]) if "latency_ms" in res.get(v, {}) else "failed" for v in names]
+            rows.append(
+                f"| {r['model']} | {r['amount']:g} | " + " | ".join(cells)
+                + " | " + ", ".join(fmt_x(ratio(res, "naive", u, stat)) for u in UPSCALE)
+                + " | " + ", ".join(fmt_x(ratio(res, "unpruned", u, stat)) for u in UPSCALE) + " |"
+            )
+        return rows
+
     m = data["machine"]
     s = data["settings"]
     lines = [
@@ -402,43 +422,13 @@ def table(data):
         data["command"],
         "```",
         "",
-        "Latency (ms, median; in brackets: interquartile range), and speed-ups (a ratio of medians; "
-        "> 1: upscale is faster):",
-        "",
-        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph, align8) | unpruned / upscale (views, graph, align8) |",
-        "|---|---|" + "---|" * len(names) + "---|---|",
     ]
-    for r in data["results"]:
-        res = r["variants"]
-        cells = []
-        for v in names:
-            x = res.get(v, {})
-            if "latency_ms" in x:
-                l = x["latency_ms"]
-                cells.append(f"{l['median']:.2f} [{l['q1']:.2f}-{l['q3']:.2f}]")
-            else:
-                cells.append("failed")
-        lines.append(
-            f"| {r['model']} | {r['amount']:g} | " + " | ".join(cells)
-            + " | " + ", ".join(fmt_x(ratio(res, 'naive', u)) for u in UPSCALE)
-            + " | " + ", ".join(fmt_x(ratio(res, 'unpruned', u)) for u in UPSCALE) + " |"
-        )
-    lines += [
-        "",
-        "The fastest run of each variant (ms; less sensitive to other processes on the machine than "
-        "the median), and the speed-ups by these minima:",
-        "",
-        "| model | amount | " + " | ".join(names) + " | naive / upscale (views, graph, align8) | unpruned / upscale (views, graph, align8) |",
-        "|---|---|" + "---|" * len(names) + "---|---|",
-    ]
-    for r in data["results"]:
-        res = r["variants"]
-        cells = [f"{res[v]['latency_ms']['min']:.2f}" if "latency_ms" in res.get(v, {}) else "failed" for v in names]
-        lines.append(
-            f"| {r['model']} | {r['amount']:g} | " + " | ".join(cells)
-            + " | " + ", ".join(fmt_x(ratio(res, 'naive', u, 'min')) for u in UPSCALE)
-            + " | " + ", ".join(fmt_x(ratio(res, 'unpruned', u, 'min')) for u in UPSCALE) + " |"
-        )
+    lines += ["Latency (ms, median; in brackets: interquartile range), and speed-ups (a ratio of medians; "
+              "> 1: upscale is faster):", ""]
+    lines += latency_rows("median", lambda l: f"{l['median']:.2f} [{l['q1']:.2f}-{l['q3']:.2f}]")
+    lines += ["", "The fastest run of each variant (ms; less sensitive to other processes on the machine than "
+              "the median), and the speed-ups by these minima:", ""]
+    lines += latency_rows("min", lambda l: f"{l['min']:.2f}")
     lines += [
         "",
         "Share of onnxruntime node time spent in Gather + Slice + Concat nodes (from its profiler: "
