@@ -5,9 +5,9 @@
 //! never over an input file.
 
 use crate::diag::{self, Diagnostic, RenderConfig};
-use crate::interp::{Scalar, Tensor};
 use crate::ir::Program;
 use crate::prune::{Method, PruneConfig, Side};
+use crate::tensor::{Scalar, Tensor};
 use crate::weights::Weights;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -316,8 +316,8 @@ pub struct OptimizeOptions {
     /// gather copies, so small gaps are read through zero-padded weights), or `latency` (per-op
     /// latencies from --latency-table).
     #[arg(long, value_name = "MODEL", default_value = "views", value_parser = parse_cost_model)]
-    pub cost_model: crate::egraph::CostModelKind,
-    /// A JSON latency table for `--cost-model latency` (default: a built-in example table).
+    pub cost_model: crate::optimize::CostModelKind,
+    /// A JSON latency table measured on the target; required by `--cost-model latency`.
     #[arg(long, value_name = "FILE.json")]
     pub latency_table: Option<PathBuf>,
     /// Round channel counts up to multiples of N: every cut segment keeps a multiple of N
@@ -341,7 +341,7 @@ pub struct OptimizeOptions {
     pub seed: u64,
 }
 
-fn parse_cost_model(s: &str) -> Result<crate::egraph::CostModelKind, String> {
+fn parse_cost_model(s: &str) -> Result<crate::optimize::CostModelKind, String> {
     s.parse()
 }
 
@@ -441,15 +441,14 @@ impl Context {
     fn check(&self, files: &[PathBuf]) -> Result<(), Failure> {
         let mut failed = false;
         for path in files {
-            let Ok(loaded) = self.load(path) else {
+            let Ok(source) = self.read_source(path) else {
                 failed = true;
                 continue;
             };
-            if loaded.program.weights_file.is_some() {
-                if let Err(diags) = crate::weights::load(&loaded.program, base_dir(path)) {
-                    self.report(&diags, path, &loaded.source);
-                    failed = true;
-                }
+            let diags = crate::check(&source, base_dir(path));
+            if !diags.is_empty() {
+                self.report(&diags, path, &source);
+                failed = true;
             }
         }
         if failed {
@@ -460,8 +459,7 @@ impl Context {
     }
 
     fn optimize(&self, path: &Path, opts: &OptimizeOptions) -> Result<(), Failure> {
-        use crate::export::{export, verify, ExportConfig, Mode};
-        use crate::report::{program_stats, segment_stats, CopySemantics, Report, Verification};
+        use crate::optimize::{optimize, Mode, OptimizeConfig, OptimizeError};
         use crate::solver::SolverKind;
         let weights_out = opts
             .output
@@ -476,10 +474,6 @@ impl Context {
             }
         }
         let started = std::time::Instant::now();
-        let mut timings = std::collections::BTreeMap::new();
-        let mut lap = |phase: &str, since: std::time::Instant| {
-            timings.insert(phase.to_string(), since.elapsed().as_secs_f64() * 1e3);
-        };
         let loaded = self.load(path)?;
         let program = &loaded.program;
         let weights_in = program
@@ -488,24 +482,13 @@ impl Context {
             .map(|(file, _)| base_dir(path).join(file));
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(weights_in.as_deref());
-        for out in opts.output.iter().chain(&weights_out).chain(&opts.report) {
-            refuse_overwrite(out, &inputs)?;
-        }
-        let weights = self.weights(path, &loaded, opts.random_weights)?;
-        lap("load", started);
-        let mode = match opts.mode {
-            ModeArg::Naive | ModeArg::Constrained => Mode::Naive,
-            ModeArg::Upscale => Mode::Upscale,
-        };
-        let solver = match opts.solver {
-            SolverArg::Exact => SolverKind::Exact,
-            SolverArg::Paper => SolverKind::Paper,
-        };
-        let failed = |e: crate::export::ExportError| {
-            eprintln!("error: {}: {e}", path.display());
-            Failure::Input
-        };
-        let t = std::time::Instant::now();
+        inputs.extend(opts.latency_table.as_deref());
+        let outputs: Vec<&Path> = [&opts.output, &weights_out, &opts.report]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect();
+        refuse_clashes(&outputs, &inputs)?;
         let latency_table = match &opts.latency_table {
             Some(file) => Some(crate::egraph::Latency::from_file(file).map_err(|e| {
                 eprintln!("error: {e}");
@@ -513,124 +496,84 @@ impl Context {
             })?),
             None => None,
         };
-        let config = ExportConfig {
-            mode,
-            solver,
-            cost_model: opts.cost_model,
-            latency_table,
+        let cost_model = opts
+            .cost_model
+            .model(latency_table)
+            .map_err(Failure::Usage)?;
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let config = OptimizeConfig {
+            mode: match opts.mode {
+                ModeArg::Naive => Mode::Naive,
+                ModeArg::Upscale => Mode::Upscale,
+                ModeArg::Constrained => Mode::Constrained,
+            },
+            solver: match opts.solver {
+                SolverArg::Exact => SolverKind::Exact,
+                SolverArg::Paper => SolverKind::Paper,
+            },
+            cost_model,
             channel_align: opts.align as usize,
+            verify: opts.verify.then_some(opts.seed),
             ..Default::default()
         };
-        // Constrained mode exports (and verifies against) the constrained masked program.
-        let (target, extra_pruned) = match opts.mode {
-            ModeArg::Constrained => {
-                let (constrained, extra) = crate::export::constrain(program);
-                (constrained, Some(extra))
+        let mut optimized = match optimize(program, &weights, &config) {
+            Ok(o) => o,
+            Err(OptimizeError::Mismatch(report)) => {
+                eprint!("{}", report.table());
+                eprintln!(
+                    "error: {}: {}",
+                    path.display(),
+                    OptimizeError::Mismatch(report)
+                );
+                return Err(Failure::Input);
             }
-            _ => (program.clone(), None),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Err(Failure::Input);
+            }
         };
-        let exported = export(&target, &weights, &config).map_err(failed)?;
-        lap("export", t);
-        // The baseline is the naive export of the original masks: in naive mode, the export.
-        let naive_baseline;
-        let baseline = if opts.mode == ModeArg::Naive {
-            &exported
-        } else {
-            let t = std::time::Instant::now();
-            let config = ExportConfig {
-                mode: Mode::Naive,
-                ..Default::default()
-            };
-            naive_baseline = export(program, &weights, &config).map_err(failed)?;
-            lap("baseline", t);
-            &naive_baseline
+        let report = &mut optimized.report;
+        report.timings_ms.insert("load".to_string(), load_ms);
+        let write_started = std::time::Instant::now();
+        let mut staged = crate::tensor_io::Outputs::default();
+        let stage_failed = |out: &Path, e: std::io::Error| {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            Failure::Input
         };
-        let verification = if opts.verify {
-            let t = std::time::Instant::now();
-            let d64 = verify::<f64>(
-                &target,
-                &weights,
-                &exported.program,
-                &exported.weights,
-                opts.seed,
-            )
-            .map_err(failed)?;
-            let d32 = verify::<f32>(
-                &target,
-                &weights,
-                &exported.program,
-                &exported.weights,
-                opts.seed,
-            )
-            .map_err(failed)?;
-            lap("verify", t);
-            Some(Verification {
-                f64_max_abs: d64.max_abs,
-                f64_max_rel: d64.max_rel,
-                f32_max_abs: d32.max_abs,
-                f32_max_rel: d32.max_rel,
-            })
-        } else {
-            None
-        };
-        let copies = match opts.cost_model {
-            crate::egraph::CostModelKind::Views => CopySemantics::Views,
-            _ => CopySemantics::Graph,
-        };
-        lap("total", started);
-        let report = Report {
-            model: program.name.clone(),
-            mode: format!("{:?}", opts.mode).to_lowercase(),
-            solver: format!("{:?}", opts.solver).to_lowercase(),
-            cost_model: opts.cost_model.name().to_string(),
-            channel_align: opts.align as usize,
-            egraph: exported
-                .read_plan
-                .as_ref()
-                .map(|r| crate::report::EgraphStats {
-                    stop_reason: r.stop_reason.clone(),
-                    nodes: r.egraph_nodes,
-                    classes: r.egraph_classes,
-                    iterations: r.iterations,
-                    exact_extraction: r.exact,
-                }),
-            before: program_stats(&baseline.program, copies),
-            after: program_stats(&exported.program, copies),
-            segments: segment_stats(&target, &exported, copies),
-            constrained_extra_pruned: extra_pruned,
-            timings_ms: timings,
-            verify: verification,
-        };
-        eprint!("{}", report.table());
         if let (Some(out), Some(wout)) = (&opts.output, &weights_out) {
             let file_name = wout
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let text = crate::codegen::program_text(&exported.program, Some(&file_name));
-            let named = exported.weights.named_f32(&exported.program);
-            let named: Vec<(&str, &Tensor<f32>)> =
-                named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            let bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+            let text = crate::codegen::program_text(&optimized.program, Some(&file_name));
+            let named = optimized.weights.named(&optimized.program);
+            let (header, data) = crate::weights::file::parts(&named).map_err(|e| {
                 eprintln!("error: cannot encode the weights: {e}");
                 Failure::Input
             })?;
-            write_output(wout, &bytes, &inputs)?;
-            write_output(out, text.as_bytes(), &inputs)?;
+            let mut parts = vec![header.as_slice()];
+            parts.extend(data);
+            staged
+                .stage(wout, &parts)
+                .map_err(|e| stage_failed(wout, e))?;
+            staged
+                .stage(out, &[text.as_bytes()])
+                .map_err(|e| stage_failed(out, e))?;
         }
+        let write_ms = write_started.elapsed().as_secs_f64() * 1e3;
+        report.timings_ms.insert("write".to_string(), write_ms);
+        eprint!("{}", report.table());
         if let Some(r) = &opts.report {
-            let json = serde_json::to_string_pretty(&report).expect("the report serializes");
-            write_output(r, json.as_bytes(), &inputs)?;
+            let json = serde_json::to_string_pretty(&*report).expect("the report serializes");
+            staged
+                .stage(r, &[json.as_bytes()])
+                .map_err(|e| stage_failed(r, e))?;
         }
-        if let Some(v) = verification {
-            if !(v.f64_max_rel <= 1e-10 && v.f32_max_rel <= 1e-4) {
-                eprintln!(
-                    "error: verification failed: the optimized model differs from the masked one"
-                );
-                return Err(Failure::Input);
-            }
-        }
-        Ok(())
+        staged.commit().map_err(|e| {
+            eprintln!("error: cannot write the outputs: {e}");
+            Failure::Input
+        })
     }
 
     fn segments(&self, path: &Path, dot: Option<&Path>) -> Result<(), Failure> {
@@ -767,11 +710,7 @@ impl Context {
         }
         let loaded = self.load(path)?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
-        let Loaded {
-            source,
-            program,
-            parsed,
-        } = loaded;
+        let program = &loaded.program;
         let weights_path = program
             .weights_file
             .as_ref()
@@ -782,48 +721,35 @@ impl Context {
             side: opts.side,
             include_linear: opts.include_linear,
         };
-        let masks = crate::prune::l1_masks(&program, &weights, &config);
-
-        let kind = config.side.mask_kind();
-        let mut file = parsed.file.expect("a program means a tree");
-        let replaced = crate::prune::clear_masks(&mut file, kind);
-        let named: Vec<(&str, &[usize])> = masks
-            .iter()
-            .map(|(n, kept)| (program.graph[*n].name.as_str(), kept.as_slice()))
-            .collect();
-        crate::prune::set_masks(&mut file, kind, &named)
-            .expect("every node of a program is a statement");
-        let text = crate::syntax::print::print(&file, &source, &parsed.comments);
-
-        let mut summary = String::new();
+        let pruned =
+            crate::prune::prune(&loaded.source, &loaded.parsed, program, &weights, &config);
         let (mut kept, mut total) = (0, 0);
-        for (n, mask) in &masks {
-            let channels = crate::prune::channel_count(&program, *n, config.side);
-            kept += mask.len();
-            total += channels;
+        let mut summary = String::new();
+        for layer in &pruned.layers {
+            kept += layer.kept;
+            total += layer.channels;
             if opts.verbose {
                 summary += &format!(
-                    "  %{}: kept {} / {channels} {} channels\n",
-                    program.graph[*n].name,
-                    mask.len(),
+                    "  %{}: kept {} / {} {} channels\n",
+                    layer.name,
+                    layer.kept,
+                    layer.channels,
                     config.side.name()
                 );
             }
         }
-        let eligible = program
-            .graph
-            .node_indices()
-            .filter(|&n| crate::prune::is_eligible(&program, n, &config))
-            .count();
         eprint!(
-            "{}: {} side, amount {}: masked {} of {eligible} eligible layers, kept {kept} / {total} \
-             of their channels; {} masks replaced: {replaced}\n{summary}",
+            "{}: {} side, amount {}: masked {} of {} eligible layers, kept {kept} / {total} \
+             of their channels; {} masks replaced: {}\n{summary}",
             path.display(),
             config.side.name(),
             config.amount,
-            masks.len(),
-            kind.keyword(),
+            pruned.layers.len(),
+            pruned.eligible,
+            config.side.mask_kind().keyword(),
+            pruned.replaced,
         );
+        let text = pruned.text;
 
         match &opts.output {
             Some(out) => {
@@ -952,10 +878,7 @@ impl Context {
         if no_weights {
             write_output(out, imported.text(None).as_bytes(), &inputs)?;
         } else {
-            let named = imported.named_tensors();
-            let named: Vec<(&str, &Tensor<f32>)> =
-                named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-            let weight_bytes = crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+            let weight_bytes = imported.weights_bytes().map_err(|e| {
                 eprintln!("error: cannot encode the weights: {e}");
                 Failure::Input
             })?;
@@ -993,6 +916,32 @@ fn write_output(out: &Path, bytes: &[u8], inputs: &[&Path]) -> Result<(), Failur
         eprintln!("error: cannot write {}: {e}", out.display());
         Failure::Input
     })
+}
+
+/// A usage error if an output names the same file as an input or as another output.
+fn refuse_clashes(outputs: &[&Path], inputs: &[&Path]) -> Result<(), Failure> {
+    for (i, out) in outputs.iter().enumerate() {
+        refuse_overwrite(out, inputs)?;
+        if let Some(other) = outputs[..i].iter().find(|o| same_path(o, out)) {
+            return Err(Failure::Usage(format!(
+                "{} and {} name the same file",
+                other.display(),
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same file: equal once made absolute (for files that do not exist
+/// yet) or canonically equal.
+fn same_path(a: &Path, b: &Path) -> bool {
+    let absolute = |p: &Path| std::path::absolute(p).ok();
+    absolute(a) == absolute(b)
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// A usage error if `out` names the same file as one of `inputs`.

@@ -2,25 +2,34 @@
 //!
 //! The pipeline, one module per phase:
 //! `.nnir` text --[`syntax::parse`]--> AST with byte spans --[`ir::lower`]--> graph IR
-//! (petgraph, shapes and channel counts inferred) --[`weights::load`]--> parameter tensors
-//! --[`interp::run`]--> outputs (the reference meaning, masks as zeroed weight slices).
-//! [`prune`] writes L1 channel masks back into the source (inputs for the optimizer).
-//! [`onnx`] exports a (masked) program to ONNX and imports ONNX models back.
-//! User errors are [`diag::Diagnostic`]s at every step; [`cli`] ties the phases to `nnirc`.
+//! (petgraph, shapes and channel counts inferred) --[`weights::load`]--> parameter data
+//! (memory-mapped, in its own dtype) --[`interp::run`]--> outputs (the reference meaning,
+//! masks as zeroed weight slices).
+//! The optimizer: [`analysis`] (channel provenance, segments, removed channels) ->
+//! [`solver`] (one channel order per segment) -> [`egraph`] (how each consumer reads, under a
+//! cost model) -> [`optimize`] (plan, rewrite, weight cuts, verification, report) ->
+//! [`codegen`] (`.nnir` text) and [`weights::file`] (safetensors).
+//! [`prune`] writes channel masks into the source (the optimizer's input); [`onnx`] exports a
+//! program to ONNX and imports ONNX models.
+//!
+//! Each command of `nnirc` is one library call: [`check`], [`interp::run`], [`prune::prune`],
+//! [`optimize::optimize`], [`onnx::export_bytes`], [`onnx::import`]. User errors are
+//! [`diag::Diagnostic`]s at every step; [`cli`] only parses arguments, reads and writes files
+//! and prints.
 
 pub mod analysis;
 pub mod cli;
 pub mod codegen;
 pub mod diag;
 pub mod egraph;
-pub mod export;
 pub mod interp;
 pub mod ir;
 pub mod onnx;
+pub mod optimize;
 pub mod prune;
-pub mod report;
 pub mod solver;
 pub mod syntax;
+pub mod tensor;
 pub mod tensor_io;
 pub mod weights;
 
@@ -34,6 +43,26 @@ pub struct Compiled {
     pub program: Option<ir::Program>,
     /// Lexer, parser and lowering diagnostics, in that order.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks a model: syntax, names, ops and attributes, shapes, masks and, when the model names
+/// a weights file (relative to `base_dir`), every file-bound parameter's presence, shape and
+/// dtype. The library entry of `nnirc check`; an empty list means the model is valid.
+///
+/// ```
+/// let ok = "model m(%x: f32[1, 2]) -> (%y) {\n  %y = relu(%x)\n}\n";
+/// assert!(nnirc::check(ok, std::path::Path::new(".")).is_empty());
+/// let bad = "model m(%x: f32[1, 2]) -> (%y) {\n  %y = relu(%z)\n}\n";
+/// assert_eq!(nnirc::check(bad, std::path::Path::new(".")).len(), 1);
+/// ```
+pub fn check(source: &str, base_dir: &std::path::Path) -> Vec<Diagnostic> {
+    let compiled = compile(source);
+    match &compiled.program {
+        Some(program) if program.weights_file.is_some() => {
+            weights::load(program, base_dir).err().unwrap_or_default()
+        }
+        _ => compiled.diagnostics,
+    }
 }
 
 /// Parses and lowers `.nnir` source. Never panics.

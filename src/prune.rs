@@ -177,7 +177,7 @@ pub fn l1_masks(
         }
         let weight = program.graph[node].params[0];
         let norms = l1_norms(
-            &weights.tensors[weight],
+            &weights.values(weight),
             &program.params[weight].shape,
             config.side,
         );
@@ -300,5 +300,88 @@ mod tests {
         let w = [1.0, -1.0, 0.5, 0.5];
         assert_eq!(l1_norms(&w, &[1, 2, 1, 2], Side::Input), vec![2.0, 1.0]);
         assert_eq!(l1_norms(&w, &[1, 2, 1, 2], Side::Output), vec![3.0]);
+    }
+}
+
+/// One layer [`prune`] masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedLayer {
+    /// The statement's result name (without `%`).
+    pub name: String,
+    /// Channels kept.
+    pub kept: usize,
+    /// Channels on the pruned side.
+    pub channels: usize,
+}
+
+/// What [`prune`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pruned {
+    /// The model's source in canonical form (comments kept) with the new masks.
+    pub text: String,
+    /// The masked layers, in node order.
+    pub layers: Vec<PrunedLayer>,
+    /// How many layers the recipe may mask.
+    pub eligible: usize,
+    /// How many masks of the pruned side the input had (all are replaced).
+    pub replaced: usize,
+}
+
+/// Prunes a model: the library entry of `nnirc prune`. `parsed` and `program` are `source`
+/// parsed and lowered ([`crate::compile`]); every existing mask of the chosen side is replaced
+/// by the recipe's, masks of the other side are kept.
+///
+/// ```
+/// use nnirc::prune::{prune, PruneConfig};
+/// let source = "model m(%x: f32[1, 4, 2, 2]) -> (%y) {
+///   param @a: f32[4, 4, 1, 1]
+///   param @b: f32[2, 4, 1, 1]
+///   %h = conv2d(%x, @a)
+///   %y = conv2d(%h, @b)
+/// }
+/// ";
+/// let compiled = nnirc::compile(source);
+/// let program = compiled.program.as_ref().unwrap();
+/// let weights = nnirc::weights::random(program, 0);
+/// let config = PruneConfig { amount: 0.5, ..Default::default() };
+/// let pruned = prune(source, &compiled.parsed, program, &weights, &config);
+/// // %h reads the model input (the stem rule); %y loses 2 of its 4 input channels.
+/// assert_eq!(pruned.eligible, 1);
+/// assert_eq!((pruned.layers[0].kept, pruned.layers[0].channels), (2, 4));
+/// assert!(pruned.text.contains("%y = conv2d(%h, @b) keep_in=["));
+/// ```
+pub fn prune(
+    source: &str,
+    parsed: &crate::syntax::Parsed,
+    program: &Program,
+    weights: &Weights,
+    config: &PruneConfig,
+) -> Pruned {
+    let masks = l1_masks(program, weights, config);
+    let kind = config.side.mask_kind();
+    let mut file = parsed.file.clone().expect("a program means a tree");
+    let replaced = clear_masks(&mut file, kind);
+    let named: Vec<(&str, &[usize])> = masks
+        .iter()
+        .map(|(n, kept)| (program.graph[*n].name.as_str(), kept.as_slice()))
+        .collect();
+    set_masks(&mut file, kind, &named).expect("every node of a program is a statement");
+    let layers = masks
+        .iter()
+        .map(|(n, kept)| PrunedLayer {
+            name: program.graph[*n].name.clone(),
+            kept: kept.len(),
+            channels: channel_count(program, *n, config.side),
+        })
+        .collect();
+    Pruned {
+        text: crate::syntax::print::print(&file, source, &parsed.comments),
+        layers,
+        eligible: program
+            .graph
+            .node_indices()
+            .filter(|&n| is_eligible(program, n, config))
+            .count(),
+        replaced,
     }
 }

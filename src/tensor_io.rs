@@ -7,11 +7,10 @@
 //! byte order, C order), converting to the requested [`Scalar`]. Bad files are
 //! [`TensorIoError`]s; no byte sequence makes a reader panic.
 
-use crate::interp::{Scalar, Tensor};
 use crate::ir::ops::dims_text;
 use crate::ir::Program;
-use safetensors::tensor::{Dtype, View};
-use std::borrow::Cow;
+use crate::tensor::{Scalar, Tensor};
+use crate::weights::{file, Dtype, TensorData};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
@@ -72,43 +71,60 @@ fn format_err(message: impl Into<String>) -> TensorIoError {
 /// Writes `bytes` to `path` atomically: into a temporary file in the same directory, which is
 /// then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.flush()?;
-    // Temporary files are private (0600); a written output gets ordinary permissions.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut outputs = Outputs::default();
+    outputs.stage(path, &[bytes])?;
+    outputs.commit()
 }
 
-/// One tensor ready for `safetensors::serialize` (bytes already little-endian).
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+/// A set of output files written all or nothing: each is staged in a temporary file beside its
+/// target, and only [`Outputs::commit`] renames them into place; dropping the set without
+/// committing removes every staged file. A target that exists and is not a regular file (a
+/// device, a FIFO, a symlink, a directory) is refused, never replaced.
+#[derive(Default)]
+pub struct Outputs {
+    staged: Vec<(tempfile::NamedTempFile, std::path::PathBuf)>,
 }
 
-impl View for Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
+impl Outputs {
+    /// Stages `parts`, concatenated, as the future content of `path`.
+    pub fn stage(&mut self, path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "it exists and is not a regular file; refusing to replace it",
+                ));
+            }
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            for part in parts {
+                w.write_all(part)?;
+            }
+            w.flush()?;
+        }
+        // Temporary files are private (0600); a written output gets ordinary permissions.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        self.staged.push((tmp, path.to_path_buf()));
+        Ok(())
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
+
+    /// Renames every staged file into place.
+    pub fn commit(self) -> std::io::Result<()> {
+        for (tmp, path) in self.staged {
+            tmp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok(())
     }
 }
 
@@ -120,39 +136,30 @@ fn le_bytes<T: Scalar>(data: &[T]) -> Vec<u8> {
     out
 }
 
-/// A safetensors file holding `tensors` (dtype F32 or F64 after `T`). Names must be distinct
-/// and not `__metadata__`.
-pub fn safetensors_bytes<T: Scalar>(
-    tensors: &[(&str, &Tensor<T>)],
-) -> Result<Vec<u8>, TensorIoError> {
+/// `t` as weights data of its own dtype (F32 or F64 after `T`).
+fn tensor_data<T: Scalar>(t: &Tensor<T>) -> TensorData {
+    let bytes = le_bytes(&t.data);
     let dtype = if T::BYTES == 4 {
         Dtype::F32
     } else {
         Dtype::F64
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut views = Vec::with_capacity(tensors.len());
-    for &(name, t) in tensors {
-        if name == "__metadata__" || !seen.insert(name) {
-            return Err(format_err(format!(
-                "cannot write two tensors named `{name}` (or one named `__metadata__`) to one safetensors file"
-            )));
-        }
-        if t.data.len() != t.shape.iter().product::<usize>() {
-            return Err(format_err(format!(
-                "tensor `{name}` has {} values for shape {}",
-                t.data.len(),
-                dims_text(&t.shape)
-            )));
-        }
-        let raw = Raw {
-            dtype,
-            shape: t.shape.clone(),
-            bytes: le_bytes(&t.data),
-        };
-        views.push((name.to_string(), raw));
-    }
-    safetensors::serialize(views, None).map_err(|e| format_err(e.to_string()))
+    let len = bytes.len();
+    TensorData::view(std::sync::Arc::new(bytes), 0..len, dtype)
+}
+
+/// A safetensors file holding `tensors` (dtype F32 or F64 after `T`). Names must be distinct
+/// and not `__metadata__`.
+pub fn safetensors_bytes<T: Scalar>(
+    tensors: &[(&str, &Tensor<T>)],
+) -> Result<Vec<u8>, TensorIoError> {
+    let data: Vec<TensorData> = tensors.iter().map(|(_, t)| tensor_data(t)).collect();
+    let named: Vec<file::Named> = tensors
+        .iter()
+        .zip(&data)
+        .map(|((name, t), d)| (*name, t.shape.as_slice(), d))
+        .collect();
+    file::to_bytes(&named).map_err(format_err)
 }
 
 /// Writes `tensors` as a safetensors file, atomically.
@@ -168,22 +175,23 @@ pub fn write_safetensors<T: Scalar>(
 pub fn read_safetensors<T: Scalar>(
     bytes: &[u8],
 ) -> Result<BTreeMap<String, Tensor<T>>, TensorIoError> {
-    crate::weights::precheck(bytes).map_err(format_err)?;
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| format_err(format!("not a valid safetensors file: {e}")))?;
+    let st = file::parse(std::sync::Arc::new(bytes.to_vec())).map_err(format_err)?;
     let mut out = BTreeMap::new();
-    for (name, view) in st.iter() {
-        let data = match view.dtype() {
-            Dtype::F32 => decode::<T, 4>(view.data(), |b| f64::from(f32::from_le_bytes(b))),
-            Dtype::F64 => decode::<T, 8>(view.data(), f64::from_le_bytes),
-            other => {
-                return Err(format_err(format!(
-                    "tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"
-                )))
-            }
+    for entry in &st.entries {
+        let Some(data) = st.data(entry) else {
+            return Err(format_err(format!(
+                "tensor `{}` has dtype {:?}; only F32 and F64 are supported",
+                entry.name, entry.dtype
+            )));
         };
-        let shape = view.shape().to_vec();
-        out.insert(name.to_string(), Tensor { shape, data });
+        let shape = entry.shape.clone();
+        out.insert(
+            entry.name.clone(),
+            Tensor {
+                shape,
+                data: data.to_vec(),
+            },
+        );
     }
     Ok(out)
 }

@@ -65,7 +65,7 @@ fn outputs_written_as_safetensors_and_npy_match() {
 fn inputs_from_a_file_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let model = "tests/data/format/layout_ops.nnir";
-    let x = nnirc::interp::Tensor {
+    let x = nnirc::tensor::Tensor {
         shape: vec![1, 8, 4, 4],
         data: (0..128).map(|i| i as f32).collect(),
     };

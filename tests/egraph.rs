@@ -3,10 +3,11 @@
 //! optimal against brute force, every term of a class numerically equal to the naive one).
 
 use nnirc::egraph::{
-    build_reads, candidates, eval, plan_reads, saturate, Cost, CostModel, CostModelKind, Env,
-    Graph, IndexSet, Latency, Layout, LayoutGraph, Limits, Matrix, PlanReport, ReadChoice,
-    ReadRequest, Tables, TensorInfo, Value, Views, WeightInfo,
+    build_reads, candidates, eval, plan_reads, saturate, Cost, CostModel, Env, Graph, IndexSet,
+    Latency, Layout, LayoutGraph, Limits, Matrix, PlanReport, ReadChoice, ReadRequest, Tables,
+    TensorInfo, Value, Views, WeightInfo,
 };
+use nnirc::optimize::CostModelKind;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -56,8 +57,21 @@ fn without(l: usize, gaps: &[usize]) -> Vec<usize> {
     (0..l).filter(|c| !gaps.contains(c)).collect()
 }
 
+/// The illustrative latency table (test data, not a measurement).
+fn example_table() -> Latency {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/latency_example.json");
+    Latency::from_file(&path).expect("the example table loads")
+}
+
+/// A built-in model; `latency` with the example table.
+fn model(kind: CostModelKind) -> std::sync::Arc<dyn CostModel> {
+    let table = (kind == CostModelKind::Latency).then(example_table);
+    kind.model(table).expect("a built-in model")
+}
+
 fn plan(kind: CostModelKind, requests: &[ReadRequest]) -> (Vec<ReadChoice>, PlanReport) {
-    plan_reads(requests, &*kind.model(), &Limits::default())
+    plan_reads(requests, &*model(kind), &Limits::default())
 }
 
 /// One consumer, one expected choice.
@@ -186,8 +200,8 @@ fn assert_valid(r: &ReadRequest, choice: &ReadChoice) {
     assert_eq!(choice.kept(r.channels), r.keep, "{choice:?} for {r:?}");
 }
 
-fn models() -> Vec<Box<dyn CostModel>> {
-    CostModelKind::ALL.iter().map(|k| k.model()).collect()
+fn models() -> Vec<std::sync::Arc<dyn CostModel>> {
+    CostModelKind::ALL.into_iter().map(model).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,9 +525,12 @@ fn no_requests_no_cost() {
 fn cost_model_kinds_parse_and_print() {
     for kind in CostModelKind::ALL {
         assert_eq!(kind.to_string().parse::<CostModelKind>(), Ok(kind));
-        assert_eq!(kind.model().name(), kind.name());
+        assert_eq!(model(kind).name(), kind.name());
     }
     assert!("fast".parse::<CostModelKind>().is_err());
+    // The latency model needs a measured table; the others take none.
+    assert!(CostModelKind::Latency.model(None).is_err());
+    assert!(CostModelKind::Views.model(Some(example_table())).is_err());
 }
 
 #[test]
@@ -534,8 +551,9 @@ fn saturating_costs_stay_ordered() {
 #[test]
 fn latency_tables_load_or_say_why() {
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/egraph/latency_example.json");
-    assert_eq!(Latency::from_file(&path), Ok(Latency::example()));
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/latency_example.json");
+    let table = Latency::from_file(&path).unwrap();
+    assert!(table.description.is_some());
     let missing = Latency::from_file(std::path::Path::new("/nonexistent/table.json"));
     assert!(missing
         .unwrap_err()

@@ -2,25 +2,25 @@
 //! program computes what the masked program computes (f64 to 1e-10, f32 to 1e-4 relative).
 mod common;
 use common::*;
-use nnirc::export::{export, verify, ExportConfig, Mode, ReadKind};
+use nnirc::optimize::{optimize, verify, Mode, OptimizeConfig, ReadKind};
 
-fn check(path: &std::path::Path, mode: Mode) -> nnirc::export::Exported {
+fn check(path: &std::path::Path, mode: Mode) -> nnirc::optimize::Optimized {
     check_aligned(path, mode, 1)
 }
 
-fn check_aligned(path: &std::path::Path, mode: Mode, align: usize) -> nnirc::export::Exported {
+fn check_aligned(path: &std::path::Path, mode: Mode, align: usize) -> nnirc::optimize::Optimized {
     let source = std::fs::read_to_string(path).unwrap();
     let program = nnirc::compile(&source)
         .program
         .unwrap_or_else(|| panic!("{} compiles", rel(path)));
     let weights = nnirc::weights::random(&program, 7);
-    let config = ExportConfig {
+    let config = OptimizeConfig {
         mode,
         channel_align: align,
         ..Default::default()
     };
     let exported =
-        export(&program, &weights, &config).unwrap_or_else(|e| panic!("{}: {e}", rel(path)));
+        optimize(&program, &weights, &config).unwrap_or_else(|e| panic!("{}: {e}", rel(path)));
     let text = nnirc::codegen::program_text(&exported.program, None);
     let again = nnirc::compile(&text);
     assert!(

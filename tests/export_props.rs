@@ -18,9 +18,9 @@
 //! [`export_regressions`].
 mod common;
 use common::*;
-use nnirc::export::{export, verify, ExportConfig, Mode};
+use nnirc::optimize::{optimize, verify, Mode, OptimizeConfig};
 use nnirc::solver::SolverKind;
-use nnirc::weights::SplitMix64;
+use nnirc::tensor::SplitMix64;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -47,14 +47,14 @@ fn check(source: &str, label: &str) {
     let program = compiled.program.expect("no diagnostics");
     let weights = nnirc::weights::random(&program, 7);
     for (mode, solver, channel_align) in CONFIGS {
-        let config = ExportConfig {
+        let config = OptimizeConfig {
             mode,
             solver,
             channel_align,
             ..Default::default()
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let exported = export(&program, &weights, &config).map_err(|e| e.to_string())?;
+            let exported = optimize(&program, &weights, &config).map_err(|e| e.to_string())?;
             let text = nnirc::codegen::program_text(&exported.program, None);
             let again = nnirc::compile(&text);
             if !again.diagnostics.is_empty() {

@@ -6,10 +6,12 @@
 mod common;
 use common::program;
 use nnirc::diag::Code;
-use nnirc::interp::{self, RunError, Tensor};
+use nnirc::interp::{self, RunError};
 use nnirc::ir::{ParamInit, Program};
+use nnirc::tensor::SplitMix64;
+use nnirc::tensor::Tensor;
 use nnirc::tensor_io;
-use nnirc::weights::{self, SplitMix64, Weights};
+use nnirc::weights::{self, Weights};
 use std::path::Path;
 
 /// Inline-only weights.
@@ -17,7 +19,7 @@ fn inline(p: &Program) -> Weights {
     weights::load(p, Path::new(".")).expect("inline params load")
 }
 
-fn inputs<T: interp::Scalar>(p: &Program, data: &[&[f64]]) -> Vec<Tensor<T>> {
+fn inputs<T: nnirc::tensor::Scalar>(p: &Program, data: &[&[f64]]) -> Vec<Tensor<T>> {
     p.inputs
         .iter()
         .zip(data)
@@ -408,18 +410,19 @@ fn keep_in_equals_zeroed_columns_and_leaves_weights_alone() {
     assert_eq!(w, before, "run must not change the weights");
 
     // The same zeroing by hand: w1[:, {0, 2}] = 0, w1[1] = b1[1] = 0, w2[:, {4, 5}] = 0.
-    let mut z = w.clone();
+    let mut z: Vec<Vec<f64>> = (0..w.len()).map(|p| w.values(p)).collect();
     for o in 0..6 {
         for c in [0, 2] {
-            z.tensors[0][(o * 4 + c) * 9..(o * 4 + c + 1) * 9].fill(0.0);
+            z[0][(o * 4 + c) * 9..(o * 4 + c + 1) * 9].fill(0.0);
         }
     }
-    z.tensors[0][36..72].fill(0.0);
-    z.tensors[1][1] = 0.0;
+    z[0][36..72].fill(0.0);
+    z[1][1] = 0.0;
     for o in 0..3 {
-        z.tensors[2][o * 6 + 4] = 0.0;
-        z.tensors[2][o * 6 + 5] = 0.0;
+        z[2][o * 6 + 4] = 0.0;
+        z[2][o * 6 + 5] = 0.0;
     }
+    let z = Weights::from_f64(&z);
     let y_zeroed = interp::run(&plain, &z, &x).unwrap();
     assert_eq!(y_masked, y_zeroed);
     let y_plain = interp::run(&plain, &w, &x).unwrap();
@@ -522,14 +525,14 @@ fn random_weights_are_stable_per_name() {
         "model o(%x: f32[1, 3, 4, 4]) -> (%y) {\n  param @c1: f32[8, 3, 3, 3]\n  %y = conv2d(%x, @c1)\n}\n",
     );
     assert_eq!(
-        weights::random(&other, 7).tensors[0],
-        weights::random(&p, 7).tensors[0]
+        weights::random(&other, 7).values(0),
+        weights::random(&p, 7).values(0)
     );
     // Frozen: the first value of `@c1` under seed 7 (Kaiming bound sqrt(6 / 27)).
     let mut rng = SplitMix64::for_name(7, "@c1");
     let bound = (6.0f64 / 27.0).sqrt();
     let first = (-bound + 2.0 * bound * rng.next_f64()) as f32 as f64;
-    assert_eq!(weights::random(&p, 7).tensors[0][0], first);
+    assert_eq!(weights::random(&p, 7).values(0)[0], first);
     assert_eq!(
         SplitMix64::for_name(7, "@c1").next_u64(),
         0xa91d_2687_082e_b285
@@ -542,20 +545,20 @@ fn random_weights_scale_by_role() {
     let w = weights::random(&p, 1);
     let within = |t: &[f64], lo: f64, hi: f64| t.iter().all(|&v| (lo..=hi).contains(&v));
     let b = (6.0f64 / 27.0).sqrt();
-    assert!(within(&w.tensors[0], -b, b)); // conv weight, fan_in 27
-    assert!(within(&w.tensors[1], 0.5, 1.5)); // bn weight
-    assert!(within(&w.tensors[2], -0.1, 0.1)); // bn bias
-    assert!(within(&w.tensors[3], -0.1, 0.1)); // running mean
-    assert!(within(&w.tensors[4], 0.5, 1.5)); // running var
-    assert!(within(&w.tensors[8], -0.1, 0.1)); // linear bias
-                                               // Every value is an f32, so an f32 weights file reproduces it exactly.
-    assert!(w.tensors.iter().flatten().all(|&v| v as f32 as f64 == v));
+    assert!(within(&w.values(0), -b, b)); // conv weight, fan_in 27
+    assert!(within(&w.values(1), 0.5, 1.5)); // bn weight
+    assert!(within(&w.values(2), -0.1, 0.1)); // bn bias
+    assert!(within(&w.values(3), -0.1, 0.1)); // running mean
+    assert!(within(&w.values(4), 0.5, 1.5)); // running var
+    assert!(within(&w.values(8), -0.1, 0.1)); // linear bias
+                                              // Every value is an f32, so an f32 weights file reproduces it exactly.
+    assert!((0..w.len()).all(|p| w.tensor(p).dtype() == weights::Dtype::F32));
 }
 
 #[test]
 fn random_weights_keep_inline_values() {
     let p = program(&model("1, 2, 1, 2", CONV1X1, "conv2d(%x, @w, @b)"));
-    assert_eq!(weights::random(&p, 9).tensors[0], vec![1., 2., 3., 4.]);
+    assert_eq!(weights::random(&p, 9).values(0), vec![1., 2., 3., 4.]);
 }
 
 #[test]
@@ -624,8 +627,8 @@ fn load_reads_f32_and_f64() {
     );
     let p = program(FILE_NET);
     let w = weights::load(&p, dir.path()).unwrap();
-    assert_eq!(w.tensors[0], vec![1., 2., 3., f64::from(0.1f32)]);
-    assert_eq!(w.tensors[1], vec![0.1, -0.2]);
+    assert_eq!(w.values(0), vec![1., 2., 3., f64::from(0.1f32)]);
+    assert_eq!(w.values(1), vec![0.1, -0.2]);
     let y = interp::run::<f64>(&p, &w, &inputs(&p, &[&[1., 1.]])).unwrap();
     assert_eq!(y[0].data, vec![3.1, 3.0 + f64::from(0.1f32) - 0.2]);
 }
@@ -798,9 +801,8 @@ fn written_weights_load_back() {
     );
     let w = weights::random(&p, 5);
     let dir = tempfile::tempdir().unwrap();
-    let named = w.named_f32(&p);
-    let refs: Vec<(&str, &Tensor<f32>)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    tensor_io::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
+    let bytes = weights::file::to_bytes(&w.named(&p)).unwrap();
+    std::fs::write(dir.path().join("w.safetensors"), bytes).unwrap();
     assert_eq!(weights::load(&p, dir.path()).unwrap(), w);
     assert!(p.params.iter().all(|q| q.init == ParamInit::File));
 }

@@ -202,7 +202,7 @@ fn load_weights(bytes: &[u8]) {
     let source = "model m(%x: f32[1, 4, 8, 8]) -> (%y) {\n  weights \"weights.safetensors\"\n  param @conv.weight: f32[8, 4, 3, 3]\n  param @conv.bias: f32[8]\n  %y = conv2d(%x, @conv.weight, @conv.bias, padding=1)\n}\n";
     let program = nnirc::compile(source).program.unwrap();
     match nnirc::weights::load(&program, dir.path()) {
-        Ok(w) => assert_eq!(w.tensors.len(), program.params.len()),
+        Ok(w) => assert_eq!(w.len(), program.params.len()),
         Err(diags) => {
             assert!(!diags.is_empty());
             let _ = nnirc::diag::render(&diags, "m.nnir", source, Default::default());

@@ -3,10 +3,10 @@
 //! an error, never a panic.
 mod common;
 use common::*;
-use nnirc::interp::Tensor;
 use nnirc::ir::Program;
 use nnirc::onnx::proto::{self, ModelProto};
 use nnirc::onnx::{export, export_bytes, import, ImportOptions};
+use nnirc::tensor::Tensor;
 use nnirc::weights::Weights;
 use proptest::prelude::*;
 use prost::Message;
@@ -60,16 +60,16 @@ fn examples_round_trip() {
 
 #[test]
 fn optimized_examples_round_trip() {
-    use nnirc::export::{ExportConfig, Mode};
+    use nnirc::optimize::{Mode, OptimizeConfig};
     for path in examples() {
         let program = compile(&std::fs::read_to_string(&path).unwrap());
         let weights = nnirc::weights::random(&program, 0);
         for mode in [Mode::Naive, Mode::Upscale] {
-            let config = ExportConfig {
+            let config = OptimizeConfig {
                 mode,
                 ..Default::default()
             };
-            let ex = nnirc::export::export(&program, &weights, &config).unwrap();
+            let ex = nnirc::optimize::optimize(&program, &weights, &config).unwrap();
             round_trip(
                 &format!("{} {mode:?}", rel(&path)),
                 &ex.program,

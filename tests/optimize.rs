@@ -154,10 +154,33 @@ fn latency_cost_model_reads_a_table() {
     ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("bad.json"), "{stderr}");
-    let (_, report) = optimize_with(
-        &root().join("examples/squeezenet_fire.nnir"),
-        "upscale",
+    // No silent example table: the latency model needs one.
+    let (code, _, stderr) = nnirc(&[
+        "optimize",
+        "examples/squeezenet_fire.nnir",
+        "--random-weights",
+        "0",
+        "--cost-model",
         "latency",
-    );
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--latency-table"), "{stderr}");
+    let report = dir.path().join("report.json");
+    let (code, _, stderr) = nnirc(&[
+        "optimize",
+        "examples/squeezenet_fire.nnir",
+        "--random-weights",
+        "0",
+        "--cost-model",
+        "latency",
+        "--latency-table",
+        "tests/data/latency_example.json",
+        "--verify",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["cost_model"], "latency");
 }

@@ -272,10 +272,9 @@ fn weights_file_and_random_weights_agree() {
     let model = dir.path().join("m.nnir");
     std::fs::write(&model, &with_file).unwrap();
     let p = program(&with_file);
-    let named = nnirc::weights::random(&p, 5).named_f32(&p);
-    let refs: Vec<(&str, &nnirc::interp::Tensor<f32>)> =
-        named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    nnirc::tensor_io::write_safetensors(&dir.path().join("w.safetensors"), &refs).unwrap();
+    let w = nnirc::weights::random(&p, 5);
+    let bytes = nnirc::weights::file::to_bytes(&w.named(&p)).unwrap();
+    std::fs::write(dir.path().join("w.safetensors"), bytes).unwrap();
 
     let m = model.to_str().unwrap();
     let (from_file, _) = prune_ok(&[m, "--amount", "0.5"]);

@@ -3,9 +3,9 @@
 //! more than the reference implementation's numbers in DESIGN.md section 4.
 mod common;
 use common::*;
-use nnirc::export::{export, verify, ExportConfig, Mode};
+use nnirc::optimize::{optimize, verify, Mode, OptimizeConfig};
+use nnirc::optimize::{program_stats, CopySemantics};
 use nnirc::prune::{l1_masks, PruneConfig};
-use nnirc::report::{program_stats, CopySemantics};
 
 /// DESIGN.md section 4: (model, naive copying ops, naive MB, UPSCALE reference ops, MB).
 const REFERENCE: [(&str, usize, f64, usize, f64); 6] = [
@@ -38,10 +38,10 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
             program.graph[n].keep_in = Some(kept);
         }
         let run = |mode| {
-            let e = export(
+            let e = optimize(
                 &program,
                 &weights,
-                &ExportConfig {
+                &OptimizeConfig {
                     mode,
                     ..Default::default()
                 },

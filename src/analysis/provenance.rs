@@ -59,6 +59,8 @@ pub struct Provenance {
     pub layouts: Vec<Layout>,
     /// Channel pairs combined element-wise by add or mul (they must stay aligned).
     pub ties: Vec<(Origin, Origin)>,
+    /// The space each node creates, indexed by `NodeIndex::index()`.
+    space_of_node: Vec<Option<SpaceId>>,
 }
 
 impl Provenance {
@@ -68,7 +70,7 @@ impl Provenance {
 
     /// The space a node creates, if it creates one.
     pub fn space_of(&self, node: NodeIndex) -> Option<SpaceId> {
-        self.spaces.iter().position(|s| s.node == node)
+        self.space_of_node[node.index()]
     }
 }
 
@@ -175,6 +177,10 @@ pub fn provenance(program: &Program) -> Provenance {
         };
         layouts[n.index()] = Some(layout);
     }
+    let mut space_of_node = vec![None; program.graph.node_count()];
+    for (id, s) in spaces.iter().enumerate() {
+        space_of_node[s.node.index()] = Some(id);
+    }
     Provenance {
         spaces,
         layouts: layouts
@@ -182,6 +188,7 @@ pub fn provenance(program: &Program) -> Provenance {
             .map(|l| l.expect("every node visited"))
             .collect(),
         ties,
+        space_of_node,
     }
 }
 

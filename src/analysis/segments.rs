@@ -75,12 +75,14 @@ pub struct Segments {
     pub segments: Vec<Segment>,
     /// The segment of each space.
     pub of_space: Vec<SegmentId>,
+    /// The index of each space in its segment's `spaces` (and `class_of`).
+    pub slot_of_space: Vec<usize>,
 }
 
 impl Segments {
-    /// The segment and segment channel of a channel.
+    /// The segment and segment channel of a channel, in constant time.
     pub fn locate(&self, origin: Origin) -> (SegmentId, usize) {
-        locate(&self.segments, &self.of_space, origin)
+        locate(&self.segments, self, origin)
     }
 }
 
@@ -120,6 +122,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
     // Group spaces into segments (numbered by their first space).
     let mut segment_of_root: BTreeMap<usize, SegmentId> = BTreeMap::new();
     let mut of_space = Vec::with_capacity(prov.spaces.len());
+    let mut slot_of_space = Vec::with_capacity(prov.spaces.len());
     let mut members: Vec<Vec<SpaceId>> = Vec::new();
     for s in 0..prov.spaces.len() {
         let root = spaces.find(s);
@@ -127,6 +130,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
             members.push(Vec::new());
             members.len() - 1
         });
+        slot_of_space.push(members[seg].len());
         members[seg].push(s);
         of_space.push(seg);
     }
@@ -183,6 +187,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
     let mut result = Segments {
         segments: Vec::new(),
         of_space,
+        slot_of_space,
     };
 
     // Consumers, grouped readers and outputs.
@@ -194,7 +199,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
             Op::Gather { .. } | Op::Slice { .. } | Op::Permute { .. }
         ) {
             for &o in &prov.layout(operands[0]).origins {
-                let (s, _) = locate(&segments, &result.of_space, o);
+                let (s, _) = locate(&segments, &result, o);
                 segments[s].fixed.get_or_insert(Fixed::LayoutOp);
             }
             continue;
@@ -209,7 +214,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
         let f = layout.features_per_channel;
         let mut reads: BTreeMap<SegmentId, ConsumerRead> = BTreeMap::new();
         for (pos, &o) in layout.origins.iter().enumerate() {
-            let (s, class) = locate(&segments, &result.of_space, o);
+            let (s, class) = locate(&segments, &result, o);
             if grouped {
                 segments[s].fixed.get_or_insert(Fixed::Grouped);
                 continue;
@@ -244,7 +249,7 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
             .layout(out)
             .origins
             .iter()
-            .map(|&o| locate(&segments, &result.of_space, o).0)
+            .map(|&o| locate(&segments, &result, o).0)
             .collect();
         touched.sort_unstable();
         touched.dedup();
@@ -258,12 +263,9 @@ pub fn segment(program: &Program, prov: &Provenance) -> Segments {
     result
 }
 
-fn locate(segments: &[Segment], of_space: &[SegmentId], origin: Origin) -> (SegmentId, usize) {
-    let s = of_space[origin.space];
-    let k = segments[s]
-        .spaces
-        .iter()
-        .position(|&x| x == origin.space)
-        .expect("space listed in its segment");
+/// `segments` is passed apart from `index` while the segments are being built.
+fn locate(segments: &[Segment], index: &Segments, origin: Origin) -> (SegmentId, usize) {
+    let s = index.of_space[origin.space];
+    let k = index.slot_of_space[origin.space];
     (s, segments[s].class_of[k][origin.channel])
 }

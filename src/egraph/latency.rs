@@ -17,7 +17,8 @@
 //! point's; above the last it grows at the slope of the last two points (with one point, in
 //! proportion to the bytes, or constant if that point is at 0 bytes). A zero-copy slice is a table of zeros. `mac_ns` is the latency of
 //! one extra multiply-add (a zero weight column). Costs are in picoseconds.
-//! [`Latency::example`] is `latency_example.json`, next to this file.
+//! An illustrative table is test data (`tests/data/latency_example.json`); nothing falls back
+//! to it: the `latency` model needs a table measured on the target.
 
 use super::cost::Cost;
 use super::model::CostModel;
@@ -98,12 +99,6 @@ impl Latency {
         let text = std::fs::read_to_string(path)
             .map_err(|e| LatencyError(format!("{}: {e}", path.display())))?;
         Latency::from_json(&text).map_err(|e| LatencyError(format!("{}: {}", path.display(), e.0)))
-    }
-
-    /// The illustrative table shipped as `src/egraph/latency_example.json`.
-    pub fn example() -> Latency {
-        Latency::from_json(include_str!("latency_example.json"))
-            .expect("the example table is valid")
     }
 }
 
@@ -192,7 +187,8 @@ mod tests {
 
     #[test]
     fn the_example_loads() {
-        let model = Latency::example();
+        let model = Latency::from_json(include_str!("../../tests/data/latency_example.json"))
+            .expect("the example table is valid");
         assert!(model.description.is_some());
         assert!(model.gather(4, 1024) > model.slice(4, 1024));
     }

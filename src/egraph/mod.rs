@@ -16,7 +16,7 @@
 //! meaning of terms, for tests). [`plan_reads`] ties them together:
 //!
 //! ```
-//! use nnirc::egraph::{plan_reads, CostModelKind, Limits, ReadChoice, ReadRequest};
+//! use nnirc::egraph::{plan_reads, Graph, Limits, ReadChoice, ReadRequest};
 //! let request = |keep: Vec<usize>| ReadRequest {
 //!     tensor: 0,
 //!     channels: 8,
@@ -25,7 +25,7 @@
 //!     macs_per_channel: 200_704,
 //! };
 //! let requests = [request(vec![2, 3, 4]), request(vec![0, 1, 2, 4, 5, 6, 7])];
-//! let (choices, report) = plan_reads(&requests, &*CostModelKind::Graph.model(), &Limits::default());
+//! let (choices, report) = plan_reads(&requests, &Graph::default(), &Limits::default());
 //! // A copy of 7 channels costs more than one zero column: read everything.
 //! assert_eq!(choices[1], ReadChoice::Full { zero_columns: vec![3] });
 //! assert_eq!(report.stop_reason, "saturated");
@@ -46,7 +46,7 @@ pub use eval::{eval, Env, Matrix, Value};
 pub use extract::{candidates, dag_cost, extract, node_cost, Extraction, CANDIDATES};
 pub use language::{IndexSet, Layout, LayoutGraph, Meta, SetId, Tables, TensorInfo, WeightInfo};
 pub use latency::{Latency, LatencyError};
-pub use model::{CostModel, CostModelKind, Graph, Views};
+pub use model::{CostModel, Graph, Views};
 pub use run::{saturate, Limits, Saturated};
 
 use egg::{Id, RecExpr};

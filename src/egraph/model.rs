@@ -10,9 +10,6 @@
 //! which both put one multiply-add at about 0.4 bytes copied; hence `mac_per_mille = 400`.
 
 use super::cost::Cost;
-use super::latency::Latency;
-use std::fmt;
-use std::str::FromStr;
 
 /// Prices the ops a read plan is made of. Costs from one model share a unit.
 pub trait CostModel {
@@ -25,6 +22,11 @@ pub trait CostModel {
     /// `columns` zero weight columns in one consumer, each adding `macs_per_column`
     /// multiply-adds per inference.
     fn zero_columns(&self, columns: usize, macs_per_column: u64) -> Cost;
+    /// Whether a contiguous slice copies on this runtime (false where slices are views); the
+    /// report counts copies by it.
+    fn slice_copies(&self) -> bool {
+        true
+    }
 }
 
 fn bytes(channels: usize, bytes_per_channel: u64) -> Cost {
@@ -64,6 +66,9 @@ impl CostModel for Views {
     }
     fn slice(&self, _channels: usize, _bytes_per_channel: u64) -> Cost {
         Cost::ZERO
+    }
+    fn slice_copies(&self) -> bool {
+        false
     }
     fn gather(&self, channels: usize, bytes_per_channel: u64) -> Cost {
         bytes(channels, bytes_per_channel)
@@ -110,56 +115,5 @@ impl CostModel for Graph {
     }
     fn zero_columns(&self, columns: usize, macs_per_column: u64) -> Cost {
         macs(columns, macs_per_column, self.mac_per_mille)
-    }
-}
-
-/// The built-in models by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CostModelKind {
-    #[default]
-    Views,
-    Graph,
-    Latency,
-}
-
-impl CostModelKind {
-    pub const ALL: [CostModelKind; 3] = [
-        CostModelKind::Views,
-        CostModelKind::Graph,
-        CostModelKind::Latency,
-    ];
-
-    /// The model with its default parameters; `Latency` uses [`Latency::example`] (load a
-    /// measured table with [`Latency::from_json`] instead).
-    pub fn model(self) -> Box<dyn CostModel> {
-        match self {
-            CostModelKind::Views => Box::new(Views::default()),
-            CostModelKind::Graph => Box::new(Graph::default()),
-            CostModelKind::Latency => Box::new(Latency::example()),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CostModelKind::Views => "views",
-            CostModelKind::Graph => "graph",
-            CostModelKind::Latency => "latency",
-        }
-    }
-}
-
-impl fmt::Display for CostModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for CostModelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<CostModelKind, String> {
-        CostModelKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown cost model `{s}` (expected views, graph or latency)"))
     }
 }

@@ -20,158 +20,11 @@ mod kernels;
 
 use crate::ir::ops::dims_text;
 use crate::ir::{Op, Program};
-use crate::weights::{SplitMix64, Weights};
+use crate::tensor::{Scalar, SplitMix64, Tensor};
+use crate::weights::Weights;
 use petgraph::graph::NodeIndex;
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
-
-/// A number type the interpreter computes in: `f32` or `f64`.
-pub trait Scalar:
-    Copy
-    + Default
-    + PartialOrd
-    + fmt::Debug
-    + fmt::Display
-    + Send
-    + Sync
-    + 'static
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + Div<Output = Self>
-    + Neg<Output = Self>
-    + AddAssign
-{
-    /// `"f32"` or `"f64"`.
-    const NAME: &'static str;
-    /// Bytes per element.
-    const BYTES: usize;
-    const ZERO: Self;
-    const ONE: Self;
-
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-    fn exp(self) -> Self;
-    fn sqrt(self) -> Self;
-    fn is_nan(self) -> bool;
-    /// Appends the little-endian bytes.
-    fn write_le(self, out: &mut Vec<u8>);
-
-    /// `C = alpha * A B + beta * C` for strided matrices (`A` is `m x k`, `B` is `k x n`).
-    ///
-    /// # Safety
-    /// Every element the strides reach must lie inside the allocations behind the pointers
-    /// (see `matrixmultiply::sgemm`); `C` must not alias `A` or `B`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
-}
-
-macro_rules! scalar_impl {
-    ($t:ty, $name:literal, $gemm:path) => {
-        impl Scalar for $t {
-            const NAME: &'static str = $name;
-            const BYTES: usize = std::mem::size_of::<$t>();
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            fn is_nan(self) -> bool {
-                <$t>::is_nan(self)
-            }
-            fn write_le(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-            unsafe fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                alpha: Self,
-                a: *const Self,
-                rsa: isize,
-                csa: isize,
-                b: *const Self,
-                rsb: isize,
-                csb: isize,
-                beta: Self,
-                c: *mut Self,
-                rsc: isize,
-                csc: isize,
-            ) {
-                // SAFETY: forwarded from the caller's contract.
-                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
-            }
-        }
-    };
-}
-
-scalar_impl!(f32, "f32", matrixmultiply::sgemm);
-scalar_impl!(f64, "f64", matrixmultiply::dgemm);
-
-/// A dense row-major tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor<T> {
-    pub shape: Vec<usize>,
-    pub data: Vec<T>,
-}
-
-impl<T: Scalar> Tensor<T> {
-    /// A tensor of zeros.
-    pub fn zeros(shape: &[usize]) -> Self {
-        Tensor {
-            shape: shape.to_vec(),
-            data: vec![T::ZERO; shape.iter().product()],
-        }
-    }
-
-    /// A tensor from `f64` values (rounded for `f32`); panics if `data` does not fit `shape`.
-    pub fn from_f64(shape: &[usize], data: &[f64]) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "tensor data does not fit shape {}",
-            dims_text(shape)
-        );
-        Tensor {
-            shape: shape.to_vec(),
-            data: data.iter().map(|&v| T::from_f64(v)).collect(),
-        }
-    }
-
-    /// The values as `f64`.
-    pub fn to_f64(&self) -> Tensor<f64> {
-        Tensor {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|v| v.to_f64()).collect(),
-        }
-    }
-}
 
 /// Why [`run`] refused its arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,7 +85,7 @@ impl std::error::Error for RunError {}
 /// let parsed = nnirc::syntax::parse(src);
 /// let program = nnirc::ir::lower(parsed.file.as_ref().unwrap()).program.unwrap();
 /// let weights = nnirc::weights::random(&program, 0);
-/// let x = nnirc::interp::Tensor { shape: vec![1, 2], data: vec![-1.0f64, 2.0] };
+/// let x = nnirc::tensor::Tensor { shape: vec![1, 2], data: vec![-1.0f64, 2.0] };
 /// let y = nnirc::interp::run(&program, &weights, &[x]).unwrap();
 /// assert_eq!(y[0].data, vec![0.0, 2.0]);
 /// ```
@@ -347,16 +200,16 @@ fn check_args<T: Scalar>(
             });
         }
     }
-    if weights.tensors.len() != program.params.len() {
+    if weights.len() != program.params.len() {
         return Err(RunError::Weights {
             message: format!(
                 "{} tensors for {} parameters",
-                weights.tensors.len(),
+                weights.len(),
                 program.params.len()
             ),
         });
     }
-    for (p, t) in program.params.iter().zip(&weights.tensors) {
+    for (p, t) in program.params.iter().zip(weights.tensors()) {
         let want: usize = p.shape.iter().product();
         if t.len() != want {
             return Err(RunError::Weights {
@@ -385,7 +238,7 @@ pub fn node_params<T: Scalar>(
     let mut params: Vec<Vec<T>> = n
         .params
         .iter()
-        .map(|&p| weights.tensors[p].iter().map(|&v| T::from_f64(v)).collect())
+        .map(|&p| weights.tensor(p).to_vec())
         .collect();
     if n.keep_in.is_none() && n.keep_out.is_none() {
         return params;

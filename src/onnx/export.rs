@@ -39,10 +39,10 @@ pub fn export_bytes(program: &Program, weights: &Weights) -> Result<Vec<u8>, Onn
 /// The ONNX model of the masked program `program` with `weights` (one tensor per param, as
 /// from [`crate::weights::load`] or [`crate::weights::random`]).
 pub fn export(program: &Program, weights: &Weights) -> Result<ModelProto, OnnxError> {
-    if weights.tensors.len() != program.params.len() {
+    if weights.len() != program.params.len() {
         return Err(OnnxError(format!(
             "the weights hold {} tensors, but the model declares {} params",
-            weights.tensors.len(),
+            weights.len(),
             program.params.len()
         )));
     }

@@ -9,9 +9,8 @@
 
 use super::proto::{self, tensor_shape_proto::dimension, type_proto, ModelProto, NodeProto};
 use super::{OnnxError, FLOAT, INT64};
-use crate::interp::Tensor;
 use crate::ir::{ops, Activation, Conv2d, Node, Op, Param, ParamInit, Pool2d, Program};
-use crate::weights::Weights;
+use crate::weights::{TensorData, Weights};
 use petgraph::graph::{DiGraph, NodeIndex};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -50,9 +49,9 @@ impl Imported {
         crate::codegen::program_text(&self.program, weights_file)
     }
 
-    /// The weights as named `f32` tensors (what the weights file holds).
-    pub fn named_tensors(&self) -> Vec<(String, Tensor<f32>)> {
-        self.weights.named_f32(&self.program)
+    /// The weights file's bytes: safetensors, one F32 tensor per param.
+    pub fn weights_bytes(&self) -> Result<Vec<u8>, String> {
+        crate::weights::file::to_bytes(&self.weights.named(&self.program))
     }
 }
 
@@ -155,13 +154,7 @@ pub fn import(
             "{shown}: the imported model is not a valid .nnir program: {first}"
         ))
     })?;
-    let weights = Weights {
-        tensors: b
-            .data
-            .into_iter()
-            .map(|d| d.into_iter().map(f64::from).collect())
-            .collect(),
-    };
+    let weights = Weights::new(b.data.iter().map(|d| TensorData::from_f32(d)).collect());
     Ok(Imported {
         program: checked,
         weights,

@@ -105,6 +105,15 @@ pub enum SolverKind {
     Paper,
 }
 
+impl SolverKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverKind::Exact => "exact",
+            SolverKind::Paper => "paper",
+        }
+    }
+}
+
 /// Why a search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {

@@ -4,22 +4,19 @@
 //! every platform (SplitMix64, integer arithmetic only).
 
 use super::{Anchor, ConsumerSet, Instance};
+use crate::tensor::SplitMix64;
 
-/// SplitMix64: small, fast, and good enough for test data.
+/// Integer draws from a [`SplitMix64`] stream: small, fast, and good enough for test data.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).

@@ -4,16 +4,18 @@
 //! new order. Producers take their own segment's order; per-channel ops, add and mul carry
 //! their input's; concat joins its inputs' layouts; flatten expands channels to features.
 //! A channel-mixing consumer then reads the positions it keeps: its whole input, a `slice`, or a
-//! `gather` inserted in front of it, with its weight columns selected to match. Weights are
-//! taken from the masked program ([`crate::interp::node_params`]), so pruned slices are zero
-//! wherever they survive. The new graph is built from scratch (a patch, not an edit).
+//! `gather` inserted in front of it, with its weight columns selected to match. No weight is
+//! touched here: each new parameter gets a [`Cut`] saying which rows and columns of which old
+//! parameter it takes, with the masked program's zeros (dropped `keep_in` columns, dropped
+//! `keep_out` rows, removed channels) as empty positions; [`cut`](super::cut) copies them once.
+//! The new graph is built from scratch (a patch, not an edit).
 
+use super::cut::Cut;
 use super::plan::Plan;
-use super::{ExportConfig, ExportError, Mode};
+use super::{OptimizeConfig, OptimizeError};
 use crate::egraph::{plan_reads, PlanReport, ReadChoice, ReadRequest};
 use crate::ir::ops::infer_shape;
 use crate::ir::{Activation, Node, Op, Param, ParamInit, Program};
-use crate::weights::Weights;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{HashMap, HashSet};
 
@@ -37,22 +39,36 @@ pub struct Read {
     pub bytes: u64,
 }
 
-/// A new parameter: its shape and row-major data.
-type Tensor = (Vec<usize>, Vec<f64>);
+/// A new parameter: its shape and how it is cut from an old one.
+type NewParam = (Vec<usize>, Cut);
 
-/// Builds the exported program and its weights.
+/// The optimized program without its weights: the cuts that make them, how each consumer
+/// reads, and the read planner's report.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub program: Program,
+    /// One per parameter of `program`, in order.
+    pub cuts: Vec<Cut>,
+    pub reads: Vec<Read>,
+    pub read_plan: Option<PlanReport>,
+    /// Milliseconds spent planning reads on the e-graph.
+    pub egraph_ms: f64,
+}
+
+/// Builds the optimized program and the cuts of its weights.
 pub fn rewrite(
     program: &Program,
-    weights: &Weights,
     plan: &Plan,
-    config: &ExportConfig,
-) -> Result<(Program, Weights, Vec<Read>, Option<PlanReport>), ExportError> {
+    config: &OptimizeConfig,
+) -> Result<Rewritten, OptimizeError> {
     let layouts = new_layouts(program, plan);
+    let started = std::time::Instant::now();
     let (choices, read_plan) = plan_all_reads(program, plan, &layouts, config);
+    let egraph_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut out = Builder {
         graph: DiGraph::new(),
         params: Vec::new(),
-        tensors: Vec::new(),
+        cuts: Vec::new(),
         names: HashSet::new(),
         param_names: HashSet::new(),
         reads: Vec::new(),
@@ -67,47 +83,63 @@ pub fn rewrite(
         let node = &program.graph[n];
         let operands = program.operands(n);
         let layout = &layouts[n.index()];
-        let masked = crate::interp::node_params::<f64>(program, n, weights);
         let removed = |pos: usize| plan.removed[n.index()].as_ref().is_some_and(|f| f[pos]);
+        // Old rows `layout`, whole, with removed ones empty (`fill` there).
+        let rows_of = |p: usize, fill: f64| {
+            let shape = &program.params[node.params[p]].shape;
+            let cut = Cut {
+                source: node.params[p],
+                rows: layout.iter().map(|&o| (!removed(o)).then_some(o)).collect(),
+                columns: None,
+                source_columns: 0,
+                inner: shape[1..].iter().product(),
+                fill,
+            };
+            ([vec![layout.len()], shape[1..].to_vec()].concat(), cut)
+        };
         let mut inputs: Vec<NodeIndex> = operands
             .iter()
             .map(|o| map[o.index()].expect("operands first"))
             .collect();
-        let (op, params): (Op, Vec<Tensor>) = match &node.op {
+        let (op, params): (Op, Vec<NewParam>) = match &node.op {
             Op::Input => (Op::Input, Vec::new()),
             _ if node.op.is_channel_mixing() => {
                 // conv2d with groups == 1 or linear: rows follow the output's layout, columns
-                // what the planned read delivers.
+                // what the planned read delivers; the masks' dropped rows and columns are zero.
                 let (read, columns) = out.read(program, &layouts, n, operands[0], inputs[0])?;
                 inputs[0] = read;
                 let shape = &program.params[node.params[0]].shape;
-                let mut params = vec![select_matrix(&masked[0], shape, layout, &columns)];
-                if let Some(b) = masked.get(1) {
-                    params.push((vec![layout.len()], layout.iter().map(|&o| b[o]).collect()));
+                let keep_in = membership(node.keep_in.as_deref(), shape[1]);
+                let keep_out = membership(node.keep_out.as_deref(), shape[0]);
+                let rows: Vec<Option<usize>> =
+                    layout.iter().map(|&o| keep_out[o].then_some(o)).collect();
+                let weight = Cut {
+                    source: node.params[0],
+                    rows: rows.clone(),
+                    columns: Some(columns.iter().map(|c| c.filter(|&c| keep_in[c])).collect()),
+                    source_columns: shape[1],
+                    inner: shape[2..].iter().product(),
+                    fill: 0.0,
+                };
+                let mut new_shape = vec![layout.len(), columns.len()];
+                new_shape.extend_from_slice(&shape[2..]);
+                let mut params = vec![(new_shape, weight)];
+                if let Some(&bias) = node.params.get(1) {
+                    let cut = Cut {
+                        source: bias,
+                        rows,
+                        columns: None,
+                        source_columns: 0,
+                        inner: 1,
+                        fill: 0.0,
+                    };
+                    params.push((vec![layout.len()], cut));
                 }
                 (node.op.clone(), params)
             }
             Op::Conv2d(c) if program.is_depthwise(n) => {
                 // One filter per channel: rows follow the channels; removed channels stay zero.
-                let shape = &program.params[node.params[0]].shape;
-                let inner: usize = shape[1..].iter().product();
-                let w: Vec<f64> = layout
-                    .iter()
-                    .flat_map(|&p| {
-                        let row = &masked[0][p * inner..(p + 1) * inner];
-                        row.iter().map(move |&v| if removed(p) { 0.0 } else { v })
-                    })
-                    .collect();
-                let mut params = vec![([vec![layout.len()], shape[1..].to_vec()].concat(), w)];
-                if let Some(b) = masked.get(1) {
-                    params.push((
-                        vec![layout.len()],
-                        layout
-                            .iter()
-                            .map(|&p| if removed(p) { 0.0 } else { b[p] })
-                            .collect(),
-                    ));
-                }
+                let params = (0..node.params.len()).map(|p| rows_of(p, 0.0)).collect();
                 let mut conv = c.clone();
                 conv.groups = layout.len();
                 (Op::Conv2d(conv), params)
@@ -117,32 +149,32 @@ pub fn rewrite(
                 let params = node
                     .params
                     .iter()
-                    .zip(&masked)
-                    .map(|(&p, t)| (program.params[p].shape.clone(), t.clone()))
+                    .map(|&p| {
+                        let shape = &program.params[p].shape;
+                        let cut = Cut {
+                            source: p,
+                            rows: (0..shape[0]).map(Some).collect(),
+                            columns: None,
+                            source_columns: 0,
+                            inner: shape[1..].iter().product(),
+                            fill: 0.0,
+                        };
+                        (shape.clone(), cut)
+                    })
                     .collect();
                 (node.op.clone(), params)
             }
             Op::BatchNorm { .. } => {
-                // A removed channel must stay zero: scale and shift become zero there.
-                let params = masked
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let neutral = if i == 3 { 1.0 } else { 0.0 };
-                        (
-                            vec![layout.len()],
-                            layout
-                                .iter()
-                                .map(|&p| if removed(p) { neutral } else { t[p] })
-                                .collect(),
-                        )
-                    })
+                // A removed channel must stay zero: scale and shift become zero there (and the
+                // variance one).
+                let params = (0..node.params.len())
+                    .map(|i| rows_of(i, if i == 3 { 1.0 } else { 0.0 }))
                     .collect();
                 (node.op.clone(), params)
             }
             Op::Activation(a @ (Activation::Sigmoid | Activation::HardSigmoid)) => {
                 if layout.iter().any(|&p| removed(p)) {
-                    return Err(ExportError(format!(
+                    return Err(OptimizeError::Unsupported(format!(
                         "%{}: {} of a channel removed by keep_out is not zero; export supports \
                          keep_out only where the removed channel reaches no sigmoid",
                         node.name,
@@ -152,16 +184,16 @@ pub fn rewrite(
                 (node.op.clone(), Vec::new())
             }
             Op::Gather { indices } | Op::Permute { order: indices } => {
-                let from = &layouts[operands[0].index()];
+                let at = positions(&layouts[operands[0].index()]);
                 (
-                    select_op(layout.iter().map(|&j| position(from, indices[j])).collect()),
+                    select_op(layout.iter().map(|&j| at[&indices[j]]).collect()),
                     Vec::new(),
                 )
             }
             Op::Slice { start, .. } => {
-                let from = &layouts[operands[0].index()];
+                let at = positions(&layouts[operands[0].index()]);
                 (
-                    select_op(layout.iter().map(|&j| position(from, start + j)).collect()),
+                    select_op(layout.iter().map(|&j| at[&(start + j)]).collect()),
                     Vec::new(),
                 )
             }
@@ -186,14 +218,27 @@ pub fn rewrite(
         params: out.params,
         weights_file: None,
     };
-    Ok((
+    Ok(Rewritten {
         program,
-        Weights {
-            tensors: out.tensors,
-        },
-        out.reads,
+        cuts: out.cuts,
+        reads: out.reads,
         read_plan,
-    ))
+        egraph_ms,
+    })
+}
+
+/// `mask` as membership flags over `len` positions (all kept without a mask).
+fn membership(mask: Option<&[usize]>, len: usize) -> Vec<bool> {
+    match mask {
+        None => vec![true; len],
+        Some(kept) => {
+            let mut keep = vec![false; len];
+            for &k in kept {
+                keep[k] = true;
+            }
+            keep
+        }
+    }
 }
 
 /// The input positions (in the input's new layout) a consumer keeps: kept by its mask, live,
@@ -220,7 +265,7 @@ fn plan_all_reads(
     program: &Program,
     plan: &Plan,
     layouts: &[Vec<usize>],
-    config: &ExportConfig,
+    config: &OptimizeConfig,
 ) -> (HashMap<NodeIndex, ReadChoice>, Option<PlanReport>) {
     let mut consumers = Vec::new();
     let mut requests = Vec::new();
@@ -246,12 +291,11 @@ fn plan_all_reads(
         });
         consumers.push(n);
     }
-    let (choices, report) = match config.mode {
-        Mode::Upscale => {
-            let (choices, report) = plan_reads(&requests, &*config.model(), &config.read_limits);
-            (choices, Some(report))
-        }
-        Mode::Naive => (requests.iter().map(ReadChoice::naive).collect(), None),
+    let (choices, report) = if config.mode.reorders() {
+        let (choices, report) = plan_reads(&requests, &*config.cost_model, &config.read_limits);
+        (choices, Some(report))
+    } else {
+        (requests.iter().map(ReadChoice::naive).collect(), None)
     };
     let choices =
         choices
@@ -264,13 +308,10 @@ fn plan_all_reads(
     (consumers.into_iter().zip(choices).collect(), report)
 }
 
-/// The index of old position `p` in a new layout (present by construction: whatever a live
-/// channel depends on is live).
-fn position(layout: &[usize], p: usize) -> usize {
-    layout
-        .iter()
-        .position(|&x| x == p)
-        .expect("a selected channel is live in its input")
+/// The index of each old position in a new layout (every selected channel is present by
+/// construction: whatever a live channel depends on is live).
+fn positions(layout: &[usize]) -> HashMap<usize, usize> {
+    layout.iter().enumerate().map(|(i, &p)| (p, i)).collect()
 }
 
 /// `slice` for an ascending run, `gather` otherwise.
@@ -282,25 +323,6 @@ fn select_op(indices: Vec<usize>) -> Op {
         },
         _ => Op::Gather { indices },
     }
-}
-
-/// Rows `rows` and columns `columns` (`None`: a zero column) of a `[O, C, rest...]` weight.
-fn select_matrix(w: &[f64], shape: &[usize], rows: &[usize], columns: &[Option<usize>]) -> Tensor {
-    let (cin, inner) = (shape[1], shape[2..].iter().product::<usize>());
-    let mut data = Vec::with_capacity(rows.len() * columns.len() * inner);
-    for &o in rows {
-        for c in columns {
-            match c {
-                Some(c) => {
-                    data.extend_from_slice(&w[(o * cin + c) * inner..(o * cin + c + 1) * inner])
-                }
-                None => data.extend(std::iter::repeat_n(0.0, inner)),
-            }
-        }
-    }
-    let mut new_shape = vec![rows.len(), columns.len()];
-    new_shape.extend_from_slice(&shape[2..]);
-    (new_shape, data)
 }
 
 /// The new layout of every node: old axis-1 positions in their new order.
@@ -354,13 +376,13 @@ fn new_layouts(program: &Program, plan: &Plan) -> Vec<Vec<usize>> {
                     .collect()
             }
             Op::Gather { indices } | Op::Permute { order: indices } => {
-                let from = input(0);
+                let from: HashSet<usize> = input(0).into_iter().collect();
                 (0..indices.len())
                     .filter(|&j| from.contains(&indices[j]))
                     .collect()
             }
             Op::Slice { start, end } => {
-                let from = input(0);
+                let from: HashSet<usize> = input(0).into_iter().collect();
                 (0..end - start)
                     .filter(|&j| from.contains(&(start + j)))
                     .collect()
@@ -375,7 +397,7 @@ fn new_layouts(program: &Program, plan: &Plan) -> Vec<Vec<usize>> {
 struct Builder {
     graph: DiGraph<Node, usize>,
     params: Vec<Param>,
-    tensors: Vec<Vec<f64>>,
+    cuts: Vec<Cut>,
     names: HashSet<String>,
     param_names: HashSet<String>,
     reads: Vec<Read>,
@@ -403,11 +425,11 @@ impl Builder {
         program: &Program,
         old: &Node,
         op: Op,
-        params: Vec<Tensor>,
+        params: Vec<NewParam>,
         inputs: &[NodeIndex],
-    ) -> Result<NodeIndex, ExportError> {
+    ) -> Result<NodeIndex, OptimizeError> {
         let mut ids = Vec::new();
-        for ((shape, data), &old_id) in params.into_iter().zip(&old.params) {
+        for ((shape, cut), &old_id) in params.into_iter().zip(&old.params) {
             // A parameter shared by several nodes gets one copy per node (their cuts differ).
             let base = &program.params[old_id].name;
             let mut name = base.clone();
@@ -423,7 +445,7 @@ impl Builder {
                 init: ParamInit::File,
                 span: 0..0,
             });
-            self.tensors.push(data);
+            self.cuts.push(cut);
         }
         if op == Op::Input {
             let id = self.graph.add_node(Node {
@@ -445,7 +467,7 @@ impl Builder {
         params: Vec<usize>,
         inputs: &[NodeIndex],
         span: crate::diag::Span,
-    ) -> Result<NodeIndex, ExportError> {
+    ) -> Result<NodeIndex, OptimizeError> {
         let input_shapes: Vec<&[usize]> = inputs
             .iter()
             .map(|&i| self.graph[i].shape.as_slice())
@@ -455,7 +477,7 @@ impl Builder {
             .map(|&p| self.params[p].shape.as_slice())
             .collect();
         let shape = infer_shape(&op, &input_shapes, &param_shapes).map_err(|e| {
-            ExportError(format!(
+            OptimizeError::Unsupported(format!(
                 "internal error: the exported %{name} does not check: {}",
                 e.message
             ))
@@ -485,7 +507,7 @@ impl Builder {
         n: NodeIndex,
         old_input: NodeIndex,
         new_input: NodeIndex,
-    ) -> Result<(NodeIndex, Vec<Option<usize>>), ExportError> {
+    ) -> Result<(NodeIndex, Vec<Option<usize>>), OptimizeError> {
         let node = &program.graph[n];
         let layout = &layouts[old_input.index()];
         let Some(choice) = self.choices.get(&n).cloned() else {
@@ -539,7 +561,7 @@ impl Builder {
         consumer: &Node,
         op: Op,
         input: NodeIndex,
-    ) -> Result<NodeIndex, ExportError> {
+    ) -> Result<NodeIndex, OptimizeError> {
         let key = (input, format!("{op:?}"));
         if let Some(&node) = self.shared.get(&key) {
             return Ok(node);

@@ -4,7 +4,9 @@
 //! `before` is always the naive export of the same masks, so the two columns compare orders,
 //! not pruning. Bytes are per inference at the declared input shapes, in f32.
 
-use crate::export::{Exported, ReadKind};
+use super::plan::Plan;
+use super::rewrite::{Read, ReadKind};
+use super::verify::Verification;
 use crate::ir::{Op, Program};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
@@ -83,13 +85,15 @@ pub struct SegmentStats {
     pub solver_stop: Option<String>,
 }
 
-/// Per-segment statistics of an export.
+/// Per-segment statistics of an optimized program, from its plan and reads.
 pub fn segment_stats(
     original: &Program,
-    exported: &Exported,
+    plan: &Plan,
+    reads: &[Read],
     copies: CopySemantics,
 ) -> Vec<SegmentStats> {
-    let plan = &exported.plan;
+    let read_of: std::collections::HashMap<NodeIndex, &Read> =
+        reads.iter().map(|r| (r.consumer, r)).collect();
     let name = |n: NodeIndex| format!("%{}", original.graph[n].name);
     plan.segments
         .segments
@@ -118,7 +122,7 @@ pub fn segment_stats(
                 solver_stop: p.solve.map(|(stats, _)| format!("{:?}", stats.stop)),
             };
             for c in &seg.consumers {
-                let Some(read) = exported.reads.iter().find(|r| r.consumer == c.node) else {
+                let Some(read) = read_of.get(&c.node) else {
                     continue;
                 };
                 let copies = match read.kind {
@@ -136,15 +140,6 @@ pub fn segment_stats(
             st
         })
         .collect()
-}
-
-/// Verification result: how far the exported program is from the masked program.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Verification {
-    pub f64_max_abs: f64,
-    pub f64_max_rel: f64,
-    pub f32_max_abs: f64,
-    pub f32_max_rel: f64,
 }
 
 /// What the read planner's e-graph did.

@@ -6,11 +6,12 @@
 //! channel that is zero on every path to that consumer). A free segment keeps at least one
 //! channel, so that every tensor keeps a valid shape.
 
-use super::{ExportConfig, Mode};
+use super::OptimizeConfig;
 use crate::analysis::{self, ConsumerRead, Provenance, Segment, Segments};
 use crate::ir::Program;
 use crate::solver::{self, Anchor, ConsumerSet, Instance, SolveStats};
 use petgraph::graph::NodeIndex;
+use std::sync::Arc;
 
 /// The plan for one segment.
 #[derive(Debug, Clone)]
@@ -26,13 +27,18 @@ pub struct SegmentPlan {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub provenance: Provenance,
-    pub segments: Segments,
+    /// The channel analysis, shared by plans of the same program ([`plan_like`]).
+    pub provenance: Arc<Provenance>,
+    pub segments: Arc<Segments>,
     /// Removed channels per node (see [`analysis::removed_channels`]).
-    pub removed: Vec<Option<Vec<bool>>>,
+    pub removed: Arc<Vec<Option<Vec<bool>>>>,
     pub plans: Vec<SegmentPlan>,
     /// `rank[s][c]`: the new position of segment channel `c` of segment `s`, if live.
     pub rank: Vec<Vec<Option<usize>>>,
+    /// Milliseconds in the channel analysis (provenance, segments, removed channels, liveness).
+    pub analysis_ms: f64,
+    /// Milliseconds in the ordering solver.
+    pub solver_ms: f64,
 }
 
 impl Plan {
@@ -46,16 +52,51 @@ impl Plan {
 }
 
 /// Resolves masks and orders every segment.
-pub fn plan(program: &Program, config: &ExportConfig) -> Plan {
+pub fn plan(program: &Program, config: &OptimizeConfig) -> Plan {
+    let started = std::time::Instant::now();
     let provenance = analysis::provenance(program);
     let segments = analysis::segment(program, &provenance);
     let removed = analysis::removed_channels(program);
+    order(
+        program,
+        Arc::new(provenance),
+        Arc::new(segments),
+        Arc::new(removed),
+        config,
+        started,
+    )
+}
+
+/// Another plan of the program `other` was made for, under `config`, reusing its channel
+/// analysis (which depends on the program only).
+pub fn plan_like(program: &Program, other: &Plan, config: &OptimizeConfig) -> Plan {
+    order(
+        program,
+        other.provenance.clone(),
+        other.segments.clone(),
+        other.removed.clone(),
+        config,
+        std::time::Instant::now(),
+    )
+}
+
+/// Liveness and orders over a finished analysis.
+fn order(
+    program: &Program,
+    provenance: Arc<Provenance>,
+    segments: Arc<Segments>,
+    removed: Arc<Vec<Option<Vec<bool>>>>,
+    config: &OptimizeConfig,
+    started: std::time::Instant,
+) -> Plan {
     let mut plan = Plan {
         provenance,
         segments,
         removed,
         plans: Vec::new(),
         rank: Vec::new(),
+        analysis_ms: 0.0,
+        solver_ms: 0.0,
     };
     // Liveness first (anchors look at every segment's live channels), then orders.
     let live: Vec<Vec<usize>> = plan
@@ -84,18 +125,20 @@ pub fn plan(program: &Program, config: &ExportConfig) -> Plan {
             rank
         })
         .collect();
+    plan.analysis_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = std::time::Instant::now();
     for (s, live) in live.into_iter().enumerate() {
         let seg = &plan.segments.segments[s];
         let free = seg.fixed.is_none() && seg.outputs.is_empty();
-        let (order, solve) = match config.mode {
-            Mode::Upscale if free && !seg.consumers.is_empty() => {
-                let (order, stats, optimal) = solve_order(program, &plan, s, &live, config);
-                (order, Some((stats, optimal)))
-            }
-            _ => (live, None),
+        let (order, solve) = if config.mode.reorders() && free && !seg.consumers.is_empty() {
+            let (order, stats, optimal) = solve_order(program, &plan, s, &live, config);
+            (order, Some((stats, optimal)))
+        } else {
+            (live, None)
         };
         plan.plans.push(SegmentPlan { free, order, solve });
     }
+    plan.solver_ms = started.elapsed().as_secs_f64() * 1e3;
     if config.channel_align > 1 {
         pad_segments(program, &mut plan, config.channel_align);
     }
@@ -184,7 +227,7 @@ fn solve_order(
     plan: &Plan,
     s: usize,
     live: &[usize],
-    config: &ExportConfig,
+    config: &OptimizeConfig,
 ) -> (Vec<usize>, SolveStats, bool) {
     let seg = &plan.segments.segments[s];
     let mut index = vec![usize::MAX; seg.channels];
