@@ -289,6 +289,63 @@ pub fn plan_reads(
     model: &dyn CostModel,
     limits: &Limits,
 ) -> (Vec<ReadChoice>, PlanReport) {
+    // Reads of different tensors share nothing, so each tensor gets an e-graph of its own:
+    // the work stays linear in the number of tensors (one e-graph over a whole model grows
+    // faster). The node and iteration limits apply per tensor, the time limit to the whole.
+    let started = std::time::Instant::now();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    for (i, r) in requests.iter().enumerate() {
+        let g = *group_of.entry(r.tensor).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    let mut choices = vec![None; requests.len()];
+    let mut report = PlanReport {
+        model: model.name().to_string(),
+        stop_reason: "saturated".to_string(),
+        egraph_nodes: 0,
+        egraph_classes: 0,
+        iterations: 0,
+        total_cost: Cost::ZERO,
+        baseline_cost: Cost::ZERO,
+        exact: true,
+    };
+    for group in groups {
+        let sub: Vec<ReadRequest> = group.iter().map(|&i| requests[i].clone()).collect();
+        let limits = Limits {
+            time_limit: limits.time_limit.saturating_sub(started.elapsed()),
+            ..limits.clone()
+        };
+        let (sub_choices, sub_report) = plan_group(&sub, model, &limits);
+        for (&i, choice) in group.iter().zip(sub_choices) {
+            choices[i] = Some(choice);
+        }
+        if report.stop_reason == "saturated" {
+            report.stop_reason = sub_report.stop_reason;
+        }
+        report.egraph_nodes += sub_report.egraph_nodes;
+        report.egraph_classes += sub_report.egraph_classes;
+        report.iterations = report.iterations.max(sub_report.iterations);
+        report.total_cost += sub_report.total_cost;
+        report.baseline_cost += sub_report.baseline_cost;
+        report.exact &= sub_report.exact;
+    }
+    let choices = choices
+        .into_iter()
+        .map(|c| c.expect("every request is in a group"))
+        .collect();
+    (choices, report)
+}
+
+/// [`plan_reads`] for requests that all read one tensor, on one e-graph.
+fn plan_group(
+    requests: &[ReadRequest],
+    model: &dyn CostModel,
+    limits: &Limits,
+) -> (Vec<ReadChoice>, PlanReport) {
     let reads = build_reads(requests);
     let run = saturate(reads.egraph, limits);
     let egraph = run.egraph;

@@ -16,7 +16,7 @@
 use super::language::{num_of, set_of, tensor_of, IndexSet, Layout, LayoutGraph, Meta, Tables};
 use egg::{rewrite as rw, Applier, Id, PatternAst, Rewrite, Subst, Symbol, Var};
 
-type Rule = Rewrite<Layout, Tables>;
+pub type Rule = Rewrite<Layout, Tables>;
 
 /// Every rule, family by family.
 pub fn rules() -> Vec<Rule> {

@@ -43,6 +43,12 @@ pub struct Saturated {
     pub iterations: usize,
 }
 
+/// The rule table, built once per process (patterns are parsed when a rule is built).
+fn all_rules() -> &'static [rules::Rule] {
+    static RULES: std::sync::OnceLock<Vec<rules::Rule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(rules::rules)
+}
+
 /// Runs every rule on `egraph` until it saturates or a limit is hit.
 ///
 /// ```
@@ -64,7 +70,7 @@ pub fn saturate(egraph: LayoutGraph, limits: &Limits) -> Saturated {
         .with_node_limit(limits.node_limit)
         .with_iter_limit(limits.iter_limit)
         .with_time_limit(limits.time_limit)
-        .run(&rules::rules());
+        .run(all_rules());
     let stop_reason = match &runner.stop_reason {
         Some(StopReason::Saturated) => "saturated".to_string(),
         Some(StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
