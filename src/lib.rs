@@ -6,6 +6,8 @@
 //! --[`interp::run`]--> outputs (the reference meaning, masks as zeroed weight slices).
 //! [`prune`] writes L1 channel masks back into the source (inputs for the optimizer).
 //! [`onnx`] exports a (masked) program to ONNX and imports ONNX models back.
+//! [`eval`] measures a classifier's top-1 accuracy on a dataset (Fashion-MNIST) with the
+//! interpreter.
 //! User errors are [`diag::Diagnostic`]s at every step; [`cli`] ties the phases to `nnirc`.
 
 pub mod analysis;
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod codegen;
 pub mod diag;
 pub mod egraph;
+pub mod eval;
 pub mod export;
 pub mod interp;
 pub mod ir;
