@@ -174,6 +174,18 @@ pub enum Command {
         #[arg(long, conflicts_with = "masks_from_zeros")]
         no_weights: bool,
     },
+    /// Measure a classifier's top-1 accuracy on a dataset's test images.
+    ///
+    /// The model takes images as f32[N, C, H, W] pixel values scaled to [0, 1] (byte / 255)
+    /// and gives class scores f32[N, K]; any other normalisation is part of the model. It runs
+    /// in the reference interpreter (f32, masks honoured), in batches whatever batch the model
+    /// declares. Prints the top-1 accuracy; a progress bar goes to stderr when it is a terminal.
+    Eval {
+        /// The .nnir model.
+        file: PathBuf,
+        #[command(flatten)]
+        options: EvalOptions,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -216,6 +228,7 @@ pub fn main() -> ExitCode {
             masks.as_deref(),
             no_weights,
         ),
+        Command::Eval { file, options } => ctx.eval(&file, &options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -339,6 +352,30 @@ pub struct OptimizeOptions {
     /// Seed of the verification inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// Options of `nnirc eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalOptions {
+    /// The dataset (its test split).
+    #[arg(long, value_enum)]
+    pub dataset: crate::eval::DatasetKind,
+    /// Where the dataset's IDX files are (gzipped or not). Default: where Debian's package
+    /// puts them (fashion-mnist: /usr/share/datasets/fashion-mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate only the first N test images.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Images per interpreter run.
+    #[arg(long, value_name = "B", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch: u64,
+    /// Use seeded random weights for every file-bound parameter (inline ones are kept).
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+    /// Write the result as JSON: model, weights, dataset, count, correct, top1, per_class.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
 }
 
 fn parse_cost_model(s: &str) -> Result<crate::optimize::CostModelKind, String> {
@@ -897,6 +934,77 @@ impl Context {
             }
         );
         Ok(())
+    }
+}
+
+/// `nnirc eval`.
+impl Context {
+    fn eval(&self, path: &Path, opts: &EvalOptions) -> Result<(), Failure> {
+        use crate::eval::{EvalConfig, Split};
+        if let Some(out) = &opts.json {
+            refuse_overwrite(out, &[path])?;
+        }
+        let loaded = self.load(path)?;
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
+        let dir = opts.data_dir.as_deref();
+        let dir = dir.unwrap_or(opts.dataset.default_dir());
+        let data = crate::eval::load(opts.dataset, dir, Split::Test).map_err(|e| {
+            eprintln!("error: {e}");
+            Failure::Input
+        })?;
+        let config = EvalConfig {
+            batch: opts.batch as usize,
+            limit: opts.limit,
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(
+            None,
+            if std::io::stderr().is_terminal() {
+                indicatif::ProgressDrawTarget::stderr()
+            } else {
+                indicatif::ProgressDrawTarget::hidden()
+            },
+        )
+        .with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, ETA {eta}")
+                .expect("a valid template"),
+        );
+        let started = std::time::Instant::now();
+        let result = crate::eval::evaluate(
+            &loaded.program,
+            &weights,
+            &data,
+            &config,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        );
+        bar.finish_and_clear();
+        let result = result.map_err(|e| {
+            eprintln!("error: {}: {e}", path.display());
+            Failure::Input
+        })?;
+        println!(
+            "{}: top-1 {:.2}% ({} / {} images of {}) in {:.1} s",
+            path.display(),
+            100.0 * result.top1,
+            result.correct,
+            result.count,
+            result.dataset,
+            started.elapsed().as_secs_f64()
+        );
+        let Some(out) = &opts.json else {
+            return Ok(());
+        };
+        let weights = match opts.random_weights {
+            Some(seed) => format!("random:{seed}"),
+            None => "file".to_string(),
+        };
+        let mut json = serde_json::to_value(&result).expect("the result serializes");
+        json["model"] = path.display().to_string().into();
+        json["weights"] = weights.into();
+        let text = serde_json::to_string_pretty(&json).expect("the result serializes") + "\n";
+        write_output(out, text.as_bytes(), &[path])
     }
 }
 

@@ -10,10 +10,11 @@
 //! cost model) -> [`optimize`] (plan, rewrite, weight cuts, verification, report) ->
 //! [`codegen`] (`.nnir` text) and [`weights::file`] (safetensors).
 //! [`prune`] writes channel masks into the source (the optimizer's input); [`onnx`] exports a
-//! program to ONNX and imports ONNX models.
+//! program to ONNX and imports ONNX models; [`eval`] measures a classifier's top-1 accuracy on
+//! a dataset (Fashion-MNIST) with the interpreter.
 //!
 //! Each command of `nnirc` is one library call: [`check`], [`interp::run`], [`prune::prune`],
-//! [`optimize::optimize`], [`onnx::export_bytes`], [`onnx::import`]. User errors are
+//! [`optimize::optimize`], [`onnx::export_bytes`], [`onnx::import`], [`eval::evaluate`]. User errors are
 //! [`diag::Diagnostic`]s at every step; [`cli`] only parses arguments, reads and writes files
 //! and prints.
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod codegen;
 pub mod diag;
 pub mod egraph;
+pub mod eval;
 pub mod interp;
 pub mod ir;
 pub mod onnx;
