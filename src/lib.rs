@@ -14,6 +14,7 @@ pub mod codegen;
 pub mod diag;
 pub mod egraph;
 pub mod export;
+pub mod files;
 pub mod interp;
 pub mod ir;
 pub mod onnx;

@@ -32,9 +32,27 @@ pub struct ImportOptions {
     /// A conv (groups == 1) or linear input channel whose weight column is all zero is left
     /// out of a written `keep_in` mask.
     pub masks_from_zeros: bool,
-    /// Float32 initializers held in external data files are not read (they import as zeros):
-    /// for `nnirc import --no-weights`, which needs only their shapes.
+    /// Float32 initializers held in external data files are not read, and no memory is taken
+    /// for them: for `nnirc import --no-weights`, which needs only their shapes. Their tensors
+    /// in [`Imported::weights`] are then empty, so such an import has no weights to write.
     pub skip_external_weights: bool,
+}
+
+/// Resource limits of [`import_with_limits`], checked against the sizes a model declares
+/// before anything is allocated or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// The most bytes of tensor data (initializers and `Constant` tensors, counted at 8 bytes
+    /// an element, as they are held) one import may hold. Default: 16 GiB.
+    pub max_total_bytes: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            max_total_bytes: 16 << 30,
+        }
+    }
 }
 
 /// An imported model: the program (as the front end lowers its printed text) and its weights,
@@ -73,13 +91,27 @@ pub fn import(
     model_path: &Path,
     opts: &ImportOptions,
 ) -> Result<Imported, OnnxError> {
+    import_with_limits(bytes, model_path, opts, &ImportLimits::default())
+}
+
+/// [`import`] under explicit [`ImportLimits`]: a model whose declared tensors need more is an
+/// error naming the tensor and the limit, before the memory is taken.
+pub fn import_with_limits(
+    bytes: &[u8],
+    model_path: &Path,
+    opts: &ImportOptions,
+    limits: &ImportLimits,
+) -> Result<Imported, OnnxError> {
     let shown = model_path.display().to_string();
     let model = ModelProto::decode(bytes)
         .map_err(|e| OnnxError(format!("{shown}: not a valid ONNX model: {e}")))?;
     let graph = model
         .graph
         .ok_or_else(|| OnnxError(format!("{shown}: the ONNX model has no graph")))?;
-    let base = model_path.parent().unwrap_or(Path::new("."));
+    let base = model_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut b = Builder {
         shown: &shown,
         values: HashMap::new(),
@@ -95,10 +127,11 @@ pub fn import(
             .map(|o| o.name.clone().unwrap_or_default())
             .collect(),
         opts,
+        budget: limits.max_total_bytes,
     };
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
-        let c = decode_tensor(t, base, opts.skip_external_weights)
+        let c = decode_tensor(t, base, opts.skip_external_weights, &mut b.budget)
             .map_err(|e| OnnxError(format!("{shown}: initializer `{name}`: {e}")))?;
         b.values.insert(name, Value::Const(c));
     }
@@ -163,7 +196,7 @@ pub fn import(
         tensors: b
             .data
             .into_iter()
-            .map(|d| d.into_iter().map(f64::from).collect())
+            .map(|d| d.into_iter().flatten().map(f64::from).collect())
             .collect(),
     };
     Ok(Imported {
@@ -180,12 +213,16 @@ struct Const {
     data: ConstData,
 }
 
-/// A float32 constant: dims and row-major data.
-type F32Const = (Vec<usize>, Vec<f32>);
+/// Float32 values in row-major order, or `None` where they were not read
+/// ([`ImportOptions::skip_external_weights`]).
+type Floats = Option<Vec<f32>>;
+
+/// A float32 constant: dims and data.
+type F32Const = (Vec<usize>, Floats);
 
 #[derive(Debug, Clone)]
 enum ConstData {
-    F32(Vec<f32>),
+    F32(Floats),
     I64(Vec<i64>),
 }
 
@@ -204,12 +241,14 @@ struct Builder<'a> {
     graph: DiGraph<Node, usize>,
     params: Vec<Param>,
     /// Param data, by param id.
-    data: Vec<Vec<f32>>,
+    data: Vec<Floats>,
     /// The ONNX name each param was made from, by param id.
     onnx_names: Vec<String>,
     /// The names of the graph's outputs.
     graph_outputs: HashSet<String>,
     opts: &'a ImportOptions,
+    /// Bytes of tensor data the import may still hold ([`ImportLimits::max_total_bytes`]).
+    budget: u64,
 }
 
 /// `name` in the `.nnir` name charset: other characters become `_`, and the first character
@@ -347,7 +386,7 @@ impl Builder<'_> {
         &mut self,
         (onnx_name, readable): (String, String),
         shape: Vec<usize>,
-        data: Vec<f32>,
+        data: Floats,
     ) -> usize {
         let name = unique(&mut self.param_used, &readable);
         self.onnx_names.push(onnx_name);
@@ -421,7 +460,7 @@ impl Builder<'_> {
         let shape = &self.params[p].shape;
         let (outs, ins) = (shape[0], shape[1]);
         let inner: usize = shape[2..].iter().product();
-        let w = &self.data[p];
+        let w = self.data[p].as_ref()?;
         let kept: Vec<usize> = (0..ins)
             .filter(|&c| {
                 (0..outs).any(|o| {

@@ -3,7 +3,7 @@
 //! [`OPS`] is an error, never skipped.
 
 use super::data::decode_tensor;
-use super::{made_up, Builder, Const, ConstData, Value};
+use super::{made_up, Builder, Const, ConstData, Floats, Value};
 use crate::ir::{ops, Activation, Conv2d, Op, Pool2d};
 use crate::onnx::proto::{self, NodeProto};
 use crate::onnx::OnnxError;
@@ -96,15 +96,16 @@ impl Builder<'_> {
             Some(a) if node.attribute.len() == 1 => match a.name.as_deref() {
                 Some("value") => {
                     let t = a.t.as_ref().ok_or_else(|| self.err(node, "no tensor"))?;
-                    decode_tensor(t, Path::new("."), false).map_err(|e| self.err(node, e))?
+                    decode_tensor(t, Path::new("."), false, &mut self.budget)
+                        .map_err(|e| self.err(node, e))?
                 }
                 Some("value_float") => Const {
                     dims: vec![],
-                    data: ConstData::F32(vec![a.f.unwrap_or(0.0)]),
+                    data: ConstData::F32(Some(vec![a.f.unwrap_or(0.0)])),
                 },
                 Some("value_floats") => Const {
                     dims: vec![a.floats.len()],
-                    data: ConstData::F32(a.floats.clone()),
+                    data: ConstData::F32(Some(a.floats.clone())),
                 },
                 Some("value_int") => Const {
                     dims: vec![],
@@ -218,8 +219,9 @@ impl Builder<'_> {
         self.allow(node, &["min", "max"])?;
         let bound = |i: usize, name: &str| -> Result<Option<f32>, OnnxError> {
             if let Some((_, v)) = self.f32_const(node, i)? {
-                return match v.as_slice() {
-                    [x] => Ok(Some(*x)),
+                return match v.as_deref() {
+                    Some([x]) => Ok(Some(*x)),
+                    None => Err(self.err(node, format!("{name} is external data, not read"))),
                     _ => Err(self.err(node, format!("{name} must be a scalar"))),
                 };
             }
@@ -419,11 +421,11 @@ impl Builder<'_> {
         let (wd, w) = if attr_i(node, "transB", 0) != 0 {
             (bd, b)
         } else {
-            transpose(&bd, &b)
+            transpose(&bd, b.as_deref())
         };
         let mut params = vec![self.param(self.param_names(node, 1, base, "weight"), wd.clone(), w)];
         if let Some((cd, c)) = self.f32_const(node, 2)? {
-            if c.len() != wd[0] || cd.iter().filter(|&&d| d != 1).count() > 1 {
+            if cd.iter().product::<usize>() != wd[0] || cd.iter().filter(|&&d| d != 1).count() > 1 {
                 return Err(self.err(node, "the bias must have one value per output feature"));
             }
             params.push(self.param(self.param_names(node, 2, base, "bias"), vec![wd[0]], c));
@@ -440,7 +442,7 @@ impl Builder<'_> {
         if bd.len() != 2 {
             return Err(self.err(node, "the weight must have rank 2"));
         }
-        let (wd, w) = transpose(&bd, &b);
+        let (wd, w) = transpose(&bd, b.as_deref());
         let params = vec![self.param(self.param_names(node, 1, base, "weight"), wd, w)];
         self.emit(node, Op::Linear, &[x], params)
     }
@@ -572,13 +574,12 @@ impl Builder<'_> {
                 ),
             ));
         }
-        let v: Vec<f32> = if values.len() == 1 {
-            vec![values[0]; channels]
-        } else {
-            values.clone()
-        };
-        let ones = vec![1.0f32; channels];
-        let zeros = vec![0.0f32; channels];
+        let v: Floats = values.as_ref().map(|values| match values.as_slice() {
+            [one] => vec![*one; channels],
+            _ => values.clone(),
+        });
+        let ones = Some(vec![1.0f32; channels]);
+        let zeros = Some(vec![0.0f32; channels]);
         let (w, b) = if mul {
             (v, zeros.clone())
         } else {
@@ -599,13 +600,16 @@ impl Builder<'_> {
 }
 
 /// `[R, C]` row-major -> `[C, R]`.
-fn transpose(dims: &[usize], data: &[f32]) -> (Vec<usize>, Vec<f32>) {
+fn transpose(dims: &[usize], data: Option<&[f32]>) -> (Vec<usize>, Floats) {
     let (r, c) = (dims[0], dims[1]);
+    let Some(data) = data else {
+        return (vec![c, r], None);
+    };
     let mut out = vec![0.0; data.len()];
     for i in 0..r {
         for j in 0..c {
             out[j * r + i] = data[i * c + j];
         }
     }
-    (vec![c, r], out)
+    (vec![c, r], Some(out))
 }
