@@ -145,3 +145,343 @@ fn declared_sizes_are_checked_against_the_limit_before_allocating() {
         "{e}"
     );
 }
+
+/// A float tensor type `[dims]`.
+fn value_info(name: &str, dims: &[i64]) -> proto::ValueInfoProto {
+    use proto::tensor_shape_proto::{dimension, Dimension};
+    proto::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(dimension::Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> proto::NodeProto {
+    proto::NodeProto {
+        op_type: Some(op.to_string()),
+        name: Some(name.to_string()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> proto::TensorProto {
+    proto::TensorProto {
+        name: Some(name.to_string()),
+        dims: vec![v.len() as i64],
+        data_type: Some(7),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.to_string()),
+        ints: v.to_vec(),
+        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, v: i64) -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some(name.to_string()),
+        i: Some(v),
+        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
+        ..Default::default()
+    }
+}
+
+/// A model with input `x: [1, 2, 4, 4]`, output `y`, the given nodes and int64 initializers,
+/// at `opset` (IR version 8).
+fn model(nodes: Vec<proto::NodeProto>, inits: Vec<proto::TensorProto>, opset: i64) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(proto::GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![value_info("x", &[1, 2, 4, 4])],
+            output: vec![value_info("y", &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn relu(name: &str, x: &str, y: &str) -> proto::NodeProto {
+    node("Relu", name, &[x], &[y])
+}
+
+fn g(m: &mut ModelProto) -> &mut proto::GraphProto {
+    m.graph.as_mut().unwrap()
+}
+
+fn text_of(m: &ModelProto) -> String {
+    import(
+        &m.encode_to_vec(),
+        Path::new("m.onnx"),
+        &ImportOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .text(None)
+}
+
+/// Each case: a model and the parts its error must contain (the node's name among them).
+#[test]
+fn invalid_onnx_is_an_error_naming_the_node() {
+    let ok = || model(vec![relu("r0", "x", "h"), relu("r1", "h", "y")], vec![], 17);
+    text_of(&ok());
+    let with = |f: &dyn Fn(&mut ModelProto)| {
+        let mut m = ok();
+        f(&mut m);
+        m
+    };
+    let cases: Vec<(&str, ModelProto, &[&str])> = vec![
+        (
+            "two nodes define one value",
+            with(&|m| g(m).node.insert(1, relu("again", "x", "h"))),
+            &["again", "`h` is already defined"],
+        ),
+        (
+            "a node redefines the graph input",
+            with(&|m| g(m).node.insert(0, relu("shadow", "x", "x"))),
+            &["shadow", "`x` is already defined"],
+        ),
+        (
+            "extra input on Relu",
+            with(&|m| g(m).node[0].input.push("x".into())),
+            &["r0", "takes 1 to 1 inputs, got 2"],
+        ),
+        (
+            "opset 1",
+            with(&|m| m.opset_import[0].version = Some(1)),
+            &["opset 1 is not supported"],
+        ),
+        (
+            "opset 99",
+            with(&|m| m.opset_import[0].version = Some(99)),
+            &["opset 99"],
+        ),
+        (
+            "no default-domain opset",
+            with(&|m| m.opset_import[0].domain = Some("com.example".into())),
+            &["no opset_import for the default ONNX domain"],
+        ),
+        (
+            "IR version 99",
+            with(&|m| m.ir_version = Some(99)),
+            &["IR version 99"],
+        ),
+        (
+            "HardSwish before opset 14",
+            with(&|m| {
+                m.opset_import[0].version = Some(13);
+                g(m).node[0].op_type = Some("HardSwish".into());
+            }),
+            &["r0", "needs opset 14"],
+        ),
+    ];
+    for (what, m, parts) in cases {
+        let e = import_err(&m, Path::new("m.onnx"));
+        for part in parts {
+            assert!(e.contains(part), "{what}: {e}");
+        }
+    }
+}
+
+#[test]
+fn extra_conv_inputs_and_duplicate_slice_axes_are_errors() {
+    // A conv model from the exporter, with a fourth input.
+    let program = compile("model m(%x: f32[1, 2, 4, 4]) -> (%y) {\n  param @w: f32[2, 2, 1, 1]\n  %y = conv2d(%x, @w)\n}\n");
+    let mut conv = export(&program, &nnirc::weights::random(&program, 0)).unwrap();
+    let n = &mut conv.graph.as_mut().unwrap().node[0];
+    n.name = Some("c".into());
+    n.input.extend(["".to_string(), "x".to_string()]);
+    let e = import_err(&conv, Path::new("m.onnx"));
+    assert!(
+        e.contains("node `c`") && e.contains("takes 2 to 3 inputs, got 4"),
+        "{e}"
+    );
+
+    let slice = |axes: &[i64]| {
+        model(
+            vec![node("Slice", "s", &["x", "st", "en", "ax"], &["y"])],
+            vec![
+                ints("st", &vec![0; axes.len()]),
+                ints("en", &vec![1; axes.len()]),
+                ints("ax", axes),
+            ],
+            17,
+        )
+    };
+    assert!(text_of(&slice(&[1])).contains("slice(%x, start=0, end=1)"));
+    let e = import_err(&slice(&[1, -3]), Path::new("m.onnx"));
+    assert!(
+        e.contains("node `s`") && e.contains("axis 1 is sliced twice"),
+        "{e}"
+    );
+}
+
+#[test]
+fn reduce_mean_axes_follow_the_opset() {
+    let as_attr = |opset| {
+        let mut n = node("ReduceMean", "rm", &["x"], &["y"]);
+        n.attribute = vec![attr_ints("axes", &[2, 3])];
+        model(vec![n], vec![], opset)
+    };
+    let as_input = |opset| {
+        model(
+            vec![node("ReduceMean", "rm", &["x", "axes"], &["y"])],
+            vec![ints("axes", &[2, 3])],
+            opset,
+        )
+    };
+    assert!(text_of(&as_attr(17)).contains("global_avg_pool"));
+    assert!(text_of(&as_input(18)).contains("global_avg_pool"));
+    let e = import_err(&as_attr(18), Path::new("m.onnx"));
+    assert!(
+        e.contains("node `rm`") && e.contains("attribute `axes`"),
+        "{e}"
+    );
+    let e = import_err(&as_input(17), Path::new("m.onnx"));
+    assert!(
+        e.contains("node `rm`") && e.contains("before opset 18"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cli_import_of_invalid_onnx_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.onnx");
+    let m = model(vec![relu("r0", "x", "y")], vec![], 99);
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let out = dir.path().join("bad.nnir");
+    let (code, _, err) = common::nnirc(&[
+        "import",
+        path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("opset 99 is not supported"), "{err}");
+}
+
+/// torch 2.0 writes `AvgPool2d` as `Pad` + `AveragePool`; zero pads on H and W fold into the
+/// pool (counting the padded zeros) or a conv, all-zero pads disappear, anything else is an
+/// error naming the node.
+#[test]
+fn zero_pads_fold_into_the_consumer() {
+    let pad = |pads: &[i64], consumer: proto::NodeProto| {
+        model(
+            vec![node("Pad", "p", &["x", "pads"], &["xp"]), consumer],
+            vec![ints("pads", pads)],
+            17,
+        )
+    };
+    let avg = |count_include_pad: i64| {
+        let mut n = node("AveragePool", "ap", &["xp"], &["y"]);
+        n.attribute = vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("strides", &[2, 2]),
+            attr_int("count_include_pad", count_include_pad),
+        ];
+        n
+    };
+    let text = text_of(&pad(&[0; 8], avg(0)));
+    assert!(
+        text.contains("avg_pool2d(%x, kernel=2, count_include_pad=false)"),
+        "{text}"
+    );
+    let text = text_of(&pad(&[0, 0, 1, 1, 0, 0, 1, 1], avg(0)));
+    assert!(
+        text.contains("avg_pool2d(%x, kernel=2, padding=1)"),
+        "{text}"
+    );
+    // The folded program computes what the explicit padding computes.
+    let imported = import(
+        &pad(&[0, 0, 1, 1, 0, 0, 1, 1], avg(0)).encode_to_vec(),
+        Path::new("m.onnx"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..32).map(|v| v as f32).collect();
+    let input = nnirc::interp::Tensor {
+        shape: vec![1, 2, 4, 4],
+        data: x.clone(),
+    };
+    let y = nnirc::interp::run(&imported.program, &imported.weights, &[input]).unwrap();
+    // Channel 0, top-left window: x[0,0] and three padded zeros, divided by 4.
+    assert_eq!(y[0].data[0], x[0] / 4.0);
+    let e = import_err(
+        &pad(&[0, 0, 1, 1, 0, 0, 1, 1], relu("r", "xp", "y")),
+        Path::new("m.onnx"),
+    );
+    assert!(
+        e.contains("node `r`") && e.contains("comes from a Pad"),
+        "{e}"
+    );
+    let e = import_err(&pad(&[0, 1, 0, 0, 0, 1, 0, 0], avg(0)), Path::new("m.onnx"));
+    assert!(e.contains("node `p`") && e.contains("not N or C"), "{e}");
+    let mut nonzero = pad(&[0, 0, 1, 1, 0, 0, 1, 1], avg(1));
+    let g = nonzero.graph.as_mut().unwrap();
+    g.node[0].input.push("v".into());
+    g.initializer.push(proto::TensorProto {
+        name: Some("v".into()),
+        data_type: Some(1),
+        float_data: vec![1.0],
+        ..Default::default()
+    });
+    let e = import_err(&nonzero, Path::new("m.onnx"));
+    assert!(
+        e.contains("node `p`") && e.contains("zero padding value"),
+        "{e}"
+    );
+}
+
+/// The TorchScript exporter writes `x.view(x.size(0), -1)` as Shape, Gather, Unsqueeze and
+/// Concat feeding a Reshape: folded into constants, it imports as a flatten.
+#[test]
+fn shape_arithmetic_folds_into_a_flatten() {
+    let mut gather = node("Gather", "g", &["shape", "zero"], &["n"]);
+    gather.attribute = vec![attr_int("axis", 0)];
+    let mut concat = node("Concat", "cat", &["n1", "minus1"], &["target"]);
+    concat.attribute = vec![attr_int("axis", 0)];
+    let mut zero = ints("zero", &[0]);
+    zero.dims = vec![];
+    let m = model(
+        vec![
+            node("Shape", "sh", &["x"], &["shape"]),
+            gather,
+            node("Unsqueeze", "u", &["n", "axes0"], &["n1"]),
+            concat,
+            node("Reshape", "rs", &["x", "target"], &["y"]),
+        ],
+        vec![zero, ints("axes0", &[0]), ints("minus1", &[-1])],
+        17,
+    );
+    let text = text_of(&m);
+    assert!(text.contains("flatten(%x)"), "{text}");
+}

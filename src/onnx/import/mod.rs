@@ -9,6 +9,7 @@
 //! program the front end accepts.
 
 mod data;
+mod fold;
 mod ops;
 
 use super::proto::{ModelProto, NodeProto};
@@ -25,6 +26,46 @@ use std::path::Path;
 
 /// Refuse tensors above 2^31 elements (a corrupt `dims` would otherwise allocate wildly).
 const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The default-domain opsets the importer reads: PyTorch's exporters write 13 to 21 (the
+/// TorchScript exporter 13-20, the dynamo exporter 18-21). Ops whose form changed inside the
+/// range (`ReduceMean`'s axes: an attribute before 18, an input from 18) are read as the
+/// model's opset defines them.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
+
+/// The ONNX IR versions read: 7 (the first that opset 13 allows) to 13 (ONNX 1.23's).
+const IR_VERSIONS: std::ops::RangeInclusive<i64> = 7..=13;
+
+/// The model's default-domain opset, if its IR version and opset are in the supported ranges.
+fn check_versions(model: &ModelProto) -> Result<i64, String> {
+    let ir = model.ir_version.unwrap_or(0);
+    if !IR_VERSIONS.contains(&ir) {
+        return Err(format!(
+            "IR version {ir} is not supported ({} to {})",
+            IR_VERSIONS.start(),
+            IR_VERSIONS.end()
+        ));
+    }
+    let mut default = model
+        .opset_import
+        .iter()
+        .filter(|o| matches!(o.domain.as_deref(), None | Some("") | Some("ai.onnx")));
+    let opset = match (default.next(), default.next()) {
+        (Some(o), None) => o.version.unwrap_or(0),
+        (None, _) => return Err("no opset_import for the default ONNX domain".to_string()),
+        (Some(_), Some(_)) => {
+            return Err("two opset_import entries for the default ONNX domain".to_string())
+        }
+    };
+    if !OPSETS.contains(&opset) {
+        return Err(format!(
+            "opset {opset} is not supported ({} to {}; re-export with `opset_version` in that range)",
+            OPSETS.start(),
+            OPSETS.end()
+        ));
+    }
+    Ok(opset)
+}
 
 /// Options of [`import`].
 #[derive(Debug, Clone, Default)]
@@ -105,6 +146,7 @@ pub fn import_with_limits(
     let shown = model_path.display().to_string();
     let model = ModelProto::decode(bytes)
         .map_err(|e| OnnxError(format!("{shown}: not a valid ONNX model: {e}")))?;
+    let opset = check_versions(&model).map_err(|e| OnnxError(format!("{shown}: {e}")))?;
     let graph = model
         .graph
         .ok_or_else(|| OnnxError(format!("{shown}: the ONNX model has no graph")))?;
@@ -128,18 +170,33 @@ pub fn import_with_limits(
             .collect(),
         opts,
         budget: limits.max_total_bytes,
+        opset,
     };
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
         let c = decode_tensor(t, base, opts.skip_external_weights, &mut b.budget)
             .map_err(|e| OnnxError(format!("{shown}: initializer `{name}`: {e}")))?;
-        b.values.insert(name, Value::Const(c));
+        if b.values.insert(name.clone(), Value::Const(c)).is_some() {
+            return Err(OnnxError(format!(
+                "{shown}: two initializers are named `{name}`"
+            )));
+        }
     }
     let mut inputs = Vec::new();
+    let initializers: HashSet<&str> = graph
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
     for vi in &graph.input {
         let name = vi.name.clone().unwrap_or_default();
-        if b.values.contains_key(&name) {
+        if initializers.contains(name.as_str()) {
             continue; // an initializer listed as an input (older exporters)
+        }
+        if name.is_empty() || b.values.contains_key(&name) {
+            return Err(OnnxError(format!(
+                "{shown}: graph input `{name}` is unnamed or defined twice"
+            )));
         }
         let shape =
             input_shape(vi).map_err(|e| OnnxError(format!("{shown}: input `{name}`: {e}")))?;
@@ -167,6 +224,12 @@ pub fn import_with_limits(
             Some(Value::Const(_)) => {
                 return Err(OnnxError(format!(
                     "{shown}: output `{name}` is a constant; a .nnir output must be computed"
+                )))
+            }
+            Some(Value::Padded { .. }) => {
+                return Err(OnnxError(format!(
+                    "{shown}: output `{name}` is the output of a Pad; a zero padding is \
+                     supported only in front of a Conv or AveragePool, into which it folds"
                 )))
             }
             None => {
@@ -230,6 +293,13 @@ enum ConstData {
 enum Value {
     Tensor(NodeIndex),
     Const(Const),
+    /// `x` padded with zeros on H and W (`[top, left, bottom, right]`) by a `Pad`: there is no
+    /// pad op in `.nnir`, so only a consumer that can fold the padding into its own (a `Conv`,
+    /// an `AveragePool` counting padded zeros) may read it; any other reader is an error.
+    Padded {
+        x: NodeIndex,
+        pads: [usize; 4],
+    },
 }
 
 struct Builder<'a> {
@@ -249,6 +319,8 @@ struct Builder<'a> {
     opts: &'a ImportOptions,
     /// Bytes of tensor data the import may still hold ([`ImportLimits::max_total_bytes`]).
     budget: u64,
+    /// The model's default-domain opset (in [`OPSETS`]).
+    opset: i64,
 }
 
 /// `name` in the `.nnir` name charset: other characters become `_`, and the first character
@@ -326,7 +398,31 @@ impl Builder<'_> {
         ))
     }
 
+    /// The value of input `i` (`None` when absent). A padded value is an error here: only
+    /// [`Self::padded`] reads it, for the consumers that fold the padding.
     fn value(&self, node: &NodeProto, i: usize) -> Result<Option<&Value>, OnnxError> {
+        match self.any_value(node, i)? {
+            Some(Value::Padded { .. }) => Err(self.err(
+                node,
+                format!(
+                    "input {i} comes from a Pad; a zero padding is supported only in front of \
+                     a Conv or an AveragePool, into which it folds"
+                ),
+            )),
+            v => Ok(v),
+        }
+    }
+
+    /// Input `i` as a computed tensor and the zero padding a `Pad` in front added to it.
+    fn padded(&self, node: &NodeProto, i: usize) -> Result<(NodeIndex, [usize; 4]), OnnxError> {
+        match self.any_value(node, i)? {
+            Some(&Value::Padded { x, pads }) => Ok((x, pads)),
+            _ => Ok((self.tensor(node, i)?, [0; 4])),
+        }
+    }
+
+    /// The value of input `i`, whatever it is.
+    fn any_value(&self, node: &NodeProto, i: usize) -> Result<Option<&Value>, OnnxError> {
         match node.input.get(i).map(String::as_str) {
             None | Some("") => Ok(None),
             Some(name) => {
@@ -344,6 +440,7 @@ impl Builder<'_> {
                 node,
                 format!("input {i} is a constant; only computed values are supported there"),
             )),
+            Some(Value::Padded { .. }) => unreachable!("value() refuses padded values"),
             None => Err(self.err(node, format!("input {i} is missing"))),
         }
     }
@@ -351,7 +448,7 @@ impl Builder<'_> {
     fn constant(&self, node: &NodeProto, i: usize) -> Result<Option<Const>, OnnxError> {
         match self.value(node, i)? {
             Some(Value::Const(c)) => Ok(Some(c.clone())),
-            Some(Value::Tensor(_)) => Err(self.err(
+            Some(Value::Tensor(_) | Value::Padded { .. }) => Err(self.err(
                 node,
                 format!("input {i} must be an initializer or a constant (weights are static)"),
             )),
@@ -450,7 +547,23 @@ impl Builder<'_> {
         for (pos, &o) in operands.iter().enumerate() {
             self.graph.add_edge(o, n, pos);
         }
-        self.values.insert(out, Value::Tensor(n));
+        self.define(node, out, Value::Tensor(n))
+    }
+
+    /// Defines the ONNX value `out` as `v`. ONNX is single-assignment: a name that an
+    /// initializer, a graph input or an earlier node defined cannot be defined again (every
+    /// handler defines its outputs through here, so no redefinition is silently accepted).
+    fn define(&mut self, node: &NodeProto, out: String, v: Value) -> Result<(), OnnxError> {
+        if out.is_empty() {
+            return Err(self.err(node, "the node has no output"));
+        }
+        if self.values.contains_key(&out) {
+            return Err(self.err(
+                node,
+                format!("output `{out}` is already defined (by an initializer, a graph input or another node)"),
+            ));
+        }
+        self.values.insert(out, v);
         Ok(())
     }
 
@@ -489,8 +602,38 @@ impl Builder<'_> {
             return Err(self.err(node, "unsupported op (custom domain)"));
         }
         let base = module_path(node).unwrap_or_else(|| node_name(node));
-        let handler = ops::handler(op_type).ok_or_else(|| self.err(node, "unsupported op"))?;
-        handler(self, node, &base)
+        let spec = ops::spec(op_type).ok_or_else(|| self.err(node, "unsupported op"))?;
+        if self.opset < spec.since {
+            return Err(self.err(
+                node,
+                format!(
+                    "the op needs opset {}, the model imports opset {}",
+                    spec.since, self.opset
+                ),
+            ));
+        }
+        let n = node.input.len();
+        if n < spec.min_inputs || n > spec.max_inputs {
+            let max = match spec.max_inputs {
+                usize::MAX => "any number".to_string(),
+                m => m.to_string(),
+            };
+            return Err(self.err(
+                node,
+                format!("takes {} to {max} inputs, got {n}", spec.min_inputs),
+            ));
+        }
+        if node.output.len() > spec.max_outputs {
+            return Err(self.err(
+                node,
+                format!(
+                    "has at most {} outputs, got {}",
+                    spec.max_outputs,
+                    node.output.len()
+                ),
+            ));
+        }
+        (spec.handler)(self, node, &base)
     }
 
     /// The name for a param read from input `i`: the initializer's name, else `node.what`.

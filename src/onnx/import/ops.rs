@@ -14,38 +14,73 @@ use std::path::Path;
 /// name), the stem of the names of params it makes up.
 type Handler = fn(&mut Builder<'_>, &NodeProto, &str) -> Result<(), OnnxError>;
 
-/// ONNX op type -> handler, one row per op type.
-const OPS: &[(&str, Handler)] = &[
-    ("Identity", |b, n, base| b.identity(n, base)),
-    ("Dropout", |b, n, base| b.identity(n, base)),
-    ("Constant", |b, n, base| b.constant_node(n, base)),
-    ("Conv", |b, n, base| b.conv(n, base)),
-    ("BatchNormalization", |b, n, base| b.batch_norm(n, base)),
-    ("Relu", |b, n, base| b.activation(n, base)),
-    ("Sigmoid", |b, n, base| b.activation(n, base)),
-    ("HardSwish", |b, n, base| b.activation(n, base)),
-    ("HardSigmoid", |b, n, base| b.hard_sigmoid(n, base)),
-    ("Clip", |b, n, base| b.clip(n, base)),
-    ("Add", |b, n, base| b.add_mul(n, base)),
-    ("Mul", |b, n, base| b.add_mul(n, base)),
-    ("Concat", |b, n, base| b.concat(n, base)),
-    ("MaxPool", |b, n, base| b.pool(n, base)),
-    ("AveragePool", |b, n, base| b.pool(n, base)),
-    ("GlobalAveragePool", |b, n, base| b.global_pool(n, base)),
-    ("ReduceMean", |b, n, base| b.reduce_mean(n, base)),
-    ("Flatten", |b, n, base| b.flatten(n, base)),
-    ("Reshape", |b, n, base| b.reshape(n, base)),
-    ("Gemm", |b, n, base| b.gemm(n, base)),
-    ("MatMul", |b, n, base| b.matmul(n, base)),
-    ("Gather", |b, n, base| b.gather(n, base)),
-    ("Slice", |b, n, base| b.slice(n, base)),
+/// One supported ONNX op type: its input and output arity (as the ONNX operator schema gives
+/// them, optional ones included), the opset it appeared in, and its handler. The arity and
+/// version are checked for every node before its handler runs, so no handler sees an input it
+/// would otherwise silently ignore.
+pub(super) struct OpSpec {
+    pub name: &'static str,
+    pub min_inputs: usize,
+    pub max_inputs: usize,
+    pub max_outputs: usize,
+    pub since: i64,
+    pub handler: Handler,
+}
+
+const fn op(
+    name: &'static str,
+    (min_inputs, max_inputs): (usize, usize),
+    max_outputs: usize,
+    since: i64,
+    handler: Handler,
+) -> OpSpec {
+    OpSpec {
+        name,
+        min_inputs,
+        max_inputs,
+        max_outputs,
+        since,
+        handler,
+    }
+}
+
+/// Any number of inputs (variadic ops).
+const MANY: usize = usize::MAX;
+
+/// ONNX op type -> arity, first opset and handler, one row per op type.
+#[rustfmt::skip]
+const OPS: &[OpSpec] = &[
+    op("Identity",           (1, 1),    1, 1,  |b, n, base| b.identity(n, base)),
+    op("Dropout",            (1, 3),    2, 1,  |b, n, base| b.identity(n, base)),
+    op("Constant",           (0, 0),    1, 1,  |b, n, base| b.constant_node(n, base)),
+    op("Conv",               (2, 3),    1, 1,  |b, n, base| b.conv(n, base)),
+    op("BatchNormalization", (5, 5),    3, 1,  |b, n, base| b.batch_norm(n, base)),
+    op("Relu",               (1, 1),    1, 1,  |b, n, base| b.activation(n, base)),
+    op("Sigmoid",            (1, 1),    1, 1,  |b, n, base| b.activation(n, base)),
+    op("HardSwish",          (1, 1),    1, 14, |b, n, base| b.activation(n, base)),
+    op("HardSigmoid",        (1, 1),    1, 6,  |b, n, base| b.hard_sigmoid(n, base)),
+    op("Clip",               (1, 3),    1, 1,  |b, n, base| b.clip(n, base)),
+    op("Add",                (2, 2),    1, 1,  |b, n, base| b.add_mul(n, base)),
+    op("Mul",                (2, 2),    1, 1,  |b, n, base| b.add_mul(n, base)),
+    op("Concat",             (1, MANY), 1, 1,  |b, n, base| b.concat(n, base)),
+    op("MaxPool",            (1, 1),    2, 1,  |b, n, base| b.pool(n, base)),
+    op("AveragePool",        (1, 1),    1, 1,  |b, n, base| b.pool(n, base)),
+    op("GlobalAveragePool",  (1, 1),    1, 1,  |b, n, base| b.global_pool(n, base)),
+    op("ReduceMean",         (1, 2),    1, 1,  |b, n, base| b.reduce_mean(n, base)),
+    op("Flatten",            (1, 1),    1, 1,  |b, n, base| b.flatten(n, base)),
+    op("Reshape",            (2, 2),    1, 5,  |b, n, base| b.reshape(n, base)),
+    op("Gemm",               (2, 3),    1, 1,  |b, n, base| b.gemm(n, base)),
+    op("MatMul",             (2, 2),    1, 1,  |b, n, base| b.matmul(n, base)),
+    op("Gather",             (2, 2),    1, 1,  |b, n, base| b.gather(n, base)),
+    op("Slice",              (3, 5),    1, 10, |b, n, base| b.slice(n, base)),
+    op("Pad",                (2, 4),    1, 11, |b, n, base| b.pad(n, base)),
+    op("Shape",              (1, 1),    1, 1,  |b, n, base| b.shape(n, base)),
+    op("Unsqueeze",          (2, 2),    1, 13, |b, n, base| b.unsqueeze(n, base)),
 ];
 
-/// The handler of `op_type`, if it is supported.
-pub(super) fn handler(op_type: &str) -> Option<Handler> {
-    OPS.iter()
-        .find(|(name, _)| *name == op_type)
-        .map(|&(_, h)| h)
+/// The spec of `op_type`, if it is supported.
+pub(super) fn spec(op_type: &str) -> Option<&'static OpSpec> {
+    OPS.iter().find(|s| s.name == op_type)
 }
 
 pub(super) fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n proto::AttributeProto> {
@@ -54,7 +89,7 @@ pub(super) fn attr<'n>(node: &'n NodeProto, name: &str) -> Option<&'n proto::Att
         .find(|a| a.name.as_deref() == Some(name))
 }
 
-fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
+pub(super) fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).and_then(|a| a.i).unwrap_or(default)
 }
 
@@ -73,7 +108,7 @@ fn widen(v: f32) -> f64 {
 
 impl Builder<'_> {
     fn identity(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
-        self.allow(node, &["seed", "ratio"])?;
+        self.allow(node, &["seed"])?;
         if attr_i(node, "training_mode", 0) != 0 {
             return Err(self.err(node, "training mode is not supported"));
         }
@@ -86,8 +121,7 @@ impl Builder<'_> {
         if node.output.iter().skip(1).any(|o| !o.is_empty()) {
             return Err(self.err(node, "the mask output is not supported"));
         }
-        self.values.insert(out, v);
-        Ok(())
+        self.define(node, out, v)
     }
 
     fn constant_node(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
@@ -120,8 +154,7 @@ impl Builder<'_> {
             },
             _ => return Err(self.err(node, "needs exactly one value attribute")),
         };
-        self.values.insert(out, Value::Const(c));
-        Ok(())
+        self.define(node, out, Value::Const(c))
     }
 
     fn conv(&mut self, node: &NodeProto, base: &str) -> Result<(), OnnxError> {
@@ -136,7 +169,7 @@ impl Builder<'_> {
                 "auto_pad",
             ],
         )?;
-        let x = self.tensor(node, 0)?;
+        let (x, folded) = self.padded(node, 0)?;
         let (wd, w) = self
             .f32_const(node, 1)?
             .ok_or_else(|| self.err(node, "the weight is missing"))?;
@@ -153,7 +186,8 @@ impl Builder<'_> {
         }
         let stride = self.pair(node, "strides", [1, 1])?;
         let dilation = self.pair(node, "dilations", [1, 1])?;
-        let padding = self.pads(node)?;
+        // A zero Pad in front folds into the convolution's own zero padding (the same sums).
+        let padding = add_pads(self.pads(node)?, folded);
         let groups = self.positive(node, attr_i(node, "group", 1))?;
         let mut params = vec![self.param(self.param_names(node, 1, base, "weight"), wd, w)];
         if let Some((bd, bias)) = self.f32_const(node, 2)? {
@@ -216,7 +250,7 @@ impl Builder<'_> {
     }
 
     fn clip(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
-        self.allow(node, &["min", "max"])?;
+        self.allow(node, &[])?;
         let bound = |i: usize, name: &str| -> Result<Option<f32>, OnnxError> {
             if let Some((_, v)) = self.f32_const(node, i)? {
                 return match v.as_deref() {
@@ -225,7 +259,7 @@ impl Builder<'_> {
                     _ => Err(self.err(node, format!("{name} must be a scalar"))),
                 };
             }
-            Ok(attr(node, name).and_then(|a| a.f))
+            Ok(None)
         };
         let (lo, hi) = (bound(1, "min")?, bound(2, "max")?);
         if lo != Some(0.0) || hi != Some(6.0) {
@@ -262,6 +296,9 @@ impl Builder<'_> {
 
     fn concat(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
         self.allow(node, &["axis"])?;
+        if let Some(Value::Const(_)) = self.value(node, 0)? {
+            return self.concat_const(node);
+        }
         let xs: Vec<NodeIndex> = (0..node.input.len())
             .map(|i| self.tensor(node, i))
             .collect::<Result<_, _>>()?;
@@ -302,18 +339,37 @@ impl Builder<'_> {
         if attr_i(node, "storage_order", 0) != 0 {
             return Err(self.err(node, "storage_order=1 is not supported"));
         }
-        let x = self.tensor(node, 0)?;
+        let (x, folded) = if op_type == "AveragePool" {
+            self.padded(node, 0)?
+        } else {
+            (self.tensor(node, 0)?, [0; 4])
+        };
         let kernel = match attr_ints(node, "kernel_shape").as_deref() {
             Some(&[h, w]) => [self.positive(node, h)?, self.positive(node, w)?],
             _ => return Err(self.err(node, "kernel_shape must have two entries")),
         };
-        let p = Pool2d {
+        let mut p = Pool2d {
             kernel,
             stride: self.pair(node, "strides", [1, 1])?,
             padding: self.pads(node)?,
             ceil_mode: attr_i(node, "ceil_mode", 0) != 0,
             count_include_pad: attr_i(node, "count_include_pad", 0) != 0,
         };
+        if folded != [0; 4] {
+            // torch 2.0 writes AvgPool2d(padding=p) as Pad + AveragePool: the padded zeros
+            // count in the divisor, which is exact as `count_include_pad` when every window
+            // lies inside the padded input (no ceil_mode) and the pool's own padding (if any)
+            // counts too.
+            if p.ceil_mode || (p.padding != [0; 4] && !p.count_include_pad) {
+                return Err(self.err(
+                    node,
+                    "the zero Pad in front cannot be folded exactly (ceil_mode, or own padding \
+                     not counted in the average)",
+                ));
+            }
+            p.padding = add_pads(p.padding, folded);
+            p.count_include_pad = true;
+        }
         let op = if op_type == "MaxPool" {
             Op::MaxPool2d(p)
         } else {
@@ -331,11 +387,22 @@ impl Builder<'_> {
     fn reduce_mean(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
         // The dynamo exporter writes adaptive_avg_pool2d((1, 1)) as ReduceMean over
         // the spatial axes (given as an input from opset 18, an attribute before).
-        self.allow(node, &["axes", "keepdims", "noop_with_empty_axes"])?;
         let x = self.tensor(node, 0)?;
-        let axes = match self.i64_const(node, 1)? {
-            Some(axes) => axes,
-            None => attr_ints(node, "axes").unwrap_or_default(),
+        let axes = if self.opset < 18 {
+            self.allow(node, &["axes", "keepdims"])?;
+            if node.input.len() > 1 {
+                return Err(self.err(
+                    node,
+                    format!(
+                        "axes are an attribute before opset 18, not an input (opset {})",
+                        self.opset
+                    ),
+                ));
+            }
+            attr_ints(node, "axes").unwrap_or_default()
+        } else {
+            self.allow(node, &["keepdims", "noop_with_empty_axes"])?;
+            self.i64_const(node, 1)?.unwrap_or_default()
         };
         let rank = self.graph[x].shape.len() as i64;
         let mut axes: Vec<i64> = axes
@@ -449,6 +516,9 @@ impl Builder<'_> {
 
     fn gather(&mut self, node: &NodeProto, _base: &str) -> Result<(), OnnxError> {
         self.allow(node, &["axis"])?;
+        if let Some(Value::Const(c)) = self.value(node, 0)?.cloned() {
+            return self.gather_const(node, &c);
+        }
         let x = self.tensor(node, 0)?;
         let shape = self.graph[x].shape.clone();
         let axis = attr_i(node, "axis", 0);
@@ -510,8 +580,13 @@ impl Builder<'_> {
             return Err(self.err(node, "starts, ends, axes and steps differ in length"));
         }
         let mut range = None;
+        let mut seen = Vec::new();
         for k in 0..starts.len() {
             let axis = if axes[k] < 0 { axes[k] + rank } else { axes[k] };
+            if seen.contains(&axis) {
+                return Err(self.err(node, format!("axis {axis} is sliced twice")));
+            }
+            seen.push(axis);
             if !(0..rank).contains(&axis) || steps[k] != 1 {
                 return Err(self.err(node, "only unit-step slices of existing axes are supported"));
             }
@@ -612,4 +687,9 @@ fn transpose(dims: &[usize], data: Option<&[f32]>) -> (Vec<usize>, Floats) {
         }
     }
     (vec![c, r], Some(out))
+}
+
+/// Two paddings `[top, left, bottom, right]` added.
+pub(super) fn add_pads(a: [usize; 4], b: [usize; 4]) -> [usize; 4] {
+    [0, 1, 2, 3].map(|k| a[k].saturating_add(b[k]))
 }
