@@ -459,7 +459,8 @@ fn masks_by_nnir_name_and_by_onnx_name() {
   "{fc}": {{"in_channels": 6, "keep_in": [0, 1, 2, 5]}}
 }}}}"#
     );
-    let (code, text, err) = import_with_masks(dir.path(), &json);
+    // A UTF-8 byte order mark in front is skipped.
+    let (code, text, err) = import_with_masks(dir.path(), &format!("\u{feff}{json}"));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("2 keep_in masks from"), "{err}");
     assert!(
@@ -587,6 +588,20 @@ fn masks_errors_name_the_file_and_the_layer() {
                            "fc.weight": {"in_channels": 6, "keep_in": [1]}}}"#
                 .to_string(),
             vec!["layer `fc.weight` is given twice"],
+        ),
+        (
+            layer(
+                "fc.weight",
+                r#"{"in_channels": 6, "keep_in": [0], "keep_in": [1]}"#,
+            ),
+            vec![
+                "layer `fc.weight`: field `keep_in` is given twice",
+                "line 1",
+            ],
+        ),
+        (
+            r#"{"layers": {}, "layers": {}}"#.to_string(),
+            vec!["field `layers` is given twice"],
         ),
     ];
     for (json, parts) in &cases {
