@@ -207,7 +207,8 @@ fn unsafe_char(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// `text` with every unsafe character written as a `\u{..}` escape.
+/// `text` with every unsafe character, and carriage returns (which would let a message
+/// overwrite its own line), written as a `\u{..}` escape.
 ///
 /// ```
 /// assert_eq!(nnirc::diag::printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
@@ -215,7 +216,7 @@ fn unsafe_char(c: char) -> bool {
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if unsafe_char(c) {
+        if unsafe_char(c) || c == '\r' {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);

@@ -127,11 +127,45 @@ fn control_characters_are_never_echoed() {
     }
     let msg = nnirc::diag::Diagnostic::new(
         nnirc::diag::Code::UnknownOp,
-        "op `\u{1b}]0;x\u{7}`",
+        "op `\u{1b}]0;x\u{7}`\r",
         0..1,
         "\u{9b}here",
     );
     let out = nnirc::diag::render(&[msg], "a\u{1b}.nnir", "x\n", Default::default());
     assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
     assert!(out.contains("\\u{1b}]0;x\\u{7}"), "{out}");
+}
+
+proptest::proptest! {
+    /// Whatever the file and the messages hold, the rendering holds no control character (tabs
+    /// and newlines aside) and no bidirectional override.
+    #[test]
+    fn rendering_never_echoes_control_characters(
+        source in "(?s).{0,200}",
+        message in "(?s).{0,20}",
+        spans in proptest::collection::vec((0usize..250, 0usize..250), 1..4),
+    ) {
+        let diags: Vec<nnirc::diag::Diagnostic> = spans
+            .iter()
+            .filter(|&&(a, b)| {
+                source.is_char_boundary(a.min(source.len()))
+                    && source.is_char_boundary(b.min(source.len()))
+            })
+            .map(|&(a, b)| {
+                nnirc::diag::Diagnostic::new(
+                    nnirc::diag::Code::UnknownOp,
+                    message.clone(),
+                    a.min(b)..a.max(b),
+                    message.clone(),
+                )
+                .with_note(message.clone())
+            })
+            .collect();
+        let out = nnirc::diag::render(&diags, "f.nnir", &source, Default::default());
+        for c in out.chars() {
+            proptest::prop_assert!(!c.is_control() || c == '\n' || c == '\t', "{:?} in {:?}", c, out);
+            let bidi = ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c);
+            proptest::prop_assert!(!bidi, "bidi {:?}", c);
+        }
+    }
 }

@@ -485,3 +485,56 @@ fn shape_arithmetic_folds_into_a_flatten() {
     let text = text_of(&m);
     assert!(text.contains("flatten(%x)"), "{text}");
 }
+
+proptest::proptest! {
+    /// Whatever relative path a model names, with `..`, `.` and symlinks leading out and in,
+    /// what resolves lies inside the model's folder.
+    #[test]
+    fn external_locations_never_resolve_outside(
+        parts in proptest::collection::vec(
+            proptest::sample::select(vec!["..", ".", "sub", "out", "in", "w.bin", "secret.bin"]),
+            1..6,
+        )
+    ) {
+        let outer = tempfile::tempdir().unwrap();
+        let dir = outer.path().join("model");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(outer.path().join("secret.bin"), [1u8; 16]).unwrap();
+        std::fs::write(dir.join("w.bin"), [0u8; 16]).unwrap();
+        std::fs::write(dir.join("sub/w.bin"), [0u8; 16]).unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(outer.path(), dir.join("out")).unwrap();
+            std::os::unix::fs::symlink(dir.join("sub"), dir.join("in")).unwrap();
+        }
+        let rel: std::path::PathBuf = parts.iter().collect();
+        if let Ok(p) = nnirc::files::resolve_inside(&dir, &rel) {
+            let base = std::fs::canonicalize(&dir).unwrap();
+            proptest::prop_assert!(p.starts_with(&base), "{} -> {}", rel.display(), p.display());
+        }
+        // Through the importer: a read either fails or reads zeros (only inside files hold
+        // zeros; the secret holds ones).
+        let location = parts.join("/");
+        let m = external_linear(2, 2, &location).encode_to_vec();
+        if let Ok(imported) = import(&m, &dir.join("m.onnx"), &ImportOptions::default()) {
+            proptest::prop_assert!(imported.weights.tensors[0].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    /// Any input list on any node of a small model: an error or an import, never a panic.
+    #[test]
+    fn arbitrary_node_inputs_never_panic(
+        at in 0usize..3,
+        inputs in proptest::collection::vec(
+            proptest::sample::select(vec!["x", "h", "w", "", "y", "nope"]),
+            0..6,
+        )
+    ) {
+        let program = compile("model m(%x: f32[1, 2, 4, 4]) -> (%y) {\n  param @w: f32[2, 2, 1, 1]\n  %h = conv2d(%x, @w)\n  %r = relu(%h)\n  %y = max_pool2d(%r, kernel=2)\n}\n");
+        let mut m = export(&program, &nnirc::weights::random(&program, 0)).unwrap();
+        let g = g(&mut m);
+        let at = at % g.node.len();
+        g.node[at].input = inputs.iter().map(|s| s.to_string()).collect();
+        let _ = import(&m.encode_to_vec(), Path::new("m.onnx"), &ImportOptions::default());
+    }
+}
