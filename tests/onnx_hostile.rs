@@ -538,3 +538,35 @@ proptest::proptest! {
         let _ = import(&m.encode_to_vec(), Path::new("m.onnx"), &ImportOptions::default());
     }
 }
+
+/// A `Constant` whose tensor claims external data is refused (it has no model folder to be
+/// inside); a padded value may pass through an `Identity` to the pool that folds it.
+#[test]
+fn constants_hold_no_external_data_and_identity_keeps_padding() {
+    let mut value = ints("c", &[1]);
+    value.data_location = Some(proto::tensor_proto::DataLocation::External as i32);
+    value.external_data = vec![kv("location", "w.bin")];
+    let mut constant = node("Constant", "k", &[], &["c"]);
+    constant.attribute = vec![proto::AttributeProto {
+        name: Some("value".into()),
+        t: Some(value),
+        r#type: Some(proto::attribute_proto::AttributeType::Tensor as i32),
+        ..Default::default()
+    }];
+    let m = model(vec![constant, relu("r", "x", "y")], vec![], 17);
+    let e = import_err(&m, Path::new("m.onnx"));
+    assert!(e.contains("node `k`") && e.contains("external data"), "{e}");
+
+    let mut avg = node("AveragePool", "ap", &["xi"], &["y"]);
+    avg.attribute = vec![attr_ints("kernel_shape", &[2, 2])];
+    let m = model(
+        vec![
+            node("Pad", "p", &["x", "pads"], &["xp"]),
+            node("Identity", "i", &["xp"], &["xi"]),
+            avg,
+        ],
+        vec![ints("pads", &[0, 0, 1, 1, 0, 0, 1, 1])],
+        17,
+    );
+    assert!(text_of(&m).contains("padding=1"));
+}

@@ -112,10 +112,11 @@ impl Builder<'_> {
         if attr_i(node, "training_mode", 0) != 0 {
             return Err(self.err(node, "training mode is not supported"));
         }
-        // Dropout's optional inputs (ratio, training_mode) do not matter at inference.
+        // Dropout's optional inputs (ratio, training_mode) do not matter at inference. An
+        // alias of a padded value stays padded (its reader folds the padding).
         let out = node.output.first().cloned().unwrap_or_default();
         let v = self
-            .value(node, 0)?
+            .any_value(node, 0)?
             .cloned()
             .ok_or_else(|| self.err(node, "input 0 is missing"))?;
         if node.output.iter().skip(1).any(|o| !o.is_empty()) {
@@ -130,6 +131,10 @@ impl Builder<'_> {
             Some(a) if node.attribute.len() == 1 => match a.name.as_deref() {
                 Some("value") => {
                     let t = a.t.as_ref().ok_or_else(|| self.err(node, "no tensor"))?;
+                    // Only initializers may live in files (inside the model's folder).
+                    if !t.external_data.is_empty() || t.data_location.is_some_and(|l| l != 0) {
+                        return Err(self.err(node, "a Constant cannot hold external data"));
+                    }
                     decode_tensor(t, Path::new("."), false, &mut self.budget)
                         .map_err(|e| self.err(node, e))?
                 }
