@@ -5,7 +5,7 @@
 //!
 //! Rendering is safe on hostile input, by construction rather than case by case:
 //! - every piece of text that reaches the terminal (messages, labels, notes, the quoted source
-//!   lines) passes through [`printable`] or [`printable_source`], so no control, escape or
+//!   lines) passes through [`printable`] or `printable_source`, so no control, escape or
 //!   bidirectional-override character from a file is ever echoed (no terminal injection);
 //! - the source's line index is built once per [`render`] call, whatever the number of
 //!   diagnostics, and at most [`MAX_RENDERED`] are printed, followed by a count of the rest,
