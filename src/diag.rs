@@ -2,6 +2,14 @@
 //!
 //! Every phase reports user errors as [`Diagnostic`]s (bugs are panics). Spans are byte ranges;
 //! this is the only module that knows ariadne, and it renders with byte indexing.
+//!
+//! Rendering is safe on hostile input, by construction rather than case by case:
+//! - every piece of text that reaches the terminal (messages, labels, notes, the quoted source
+//!   lines) passes through [`printable`] or `printable_source`, so no control, escape or
+//!   bidirectional-override character from a file is ever echoed (no terminal injection);
+//! - the source's line index is built once per [`render`] call, whatever the number of
+//!   diagnostics, and at most [`MAX_RENDERED`] are printed, followed by a count of the rest,
+//!   so rendering is linear in the size of the file plus what is printed.
 
 use std::ops::Range;
 
@@ -189,23 +197,84 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The most diagnostics [`render`] prints; a line counts the rest.
+pub const MAX_RENDERED: usize = 50;
+
+/// Whether `c` must not reach a terminal: C0 and C1 controls other than tab and line breaks,
+/// DEL, and the bidirectional formatting characters (which reorder what is displayed).
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every unsafe character, and carriage returns (which would let a message
+/// overwrite its own line), written as a `\u{..}` escape.
+///
+/// ```
+/// assert_eq!(nnirc::diag::printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+/// ```
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if unsafe_char(c) || c == '\r' {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `source` with every unsafe character replaced by as many `?` as it has bytes: byte offsets,
+/// and so every span, stay valid, and the line structure is kept.
+fn printable_source(source: &str) -> std::borrow::Cow<'_, str> {
+    if !source.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len());
+    for c in source.chars() {
+        if unsafe_char(c) {
+            out.extend(std::iter::repeat_n('?', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Rendering options.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RenderConfig {
     pub color: bool,
 }
 
-/// Renders diagnostics against `source` (named `path` in the output), in span order.
+/// Renders diagnostics against `source` (named `path` in the output), in span order: the first
+/// [`MAX_RENDERED`], then a line counting the rest. Text from the file is made
+/// [`printable`] first.
 pub fn render(diags: &[Diagnostic], path: &str, source: &str, config: RenderConfig) -> String {
     use ariadne::{Config, IndexType, Label as ALabel, Report, ReportKind, Source};
     let mut sorted: Vec<&Diagnostic> = diags.iter().collect();
     sorted.sort_by_key(|d| (d.primary.span.start, d.code));
     let mut out = Vec::new();
-    let clamp = |span: &Span| {
-        let end = span.end.min(source.len());
-        span.start.min(end)..end
+    let shown_path = printable(path);
+    let path = shown_path.as_str();
+    // A leading byte order mark is not shown (the lexer skips it): spans move with it.
+    let shift = if source.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
     };
-    for diag in sorted {
+    let source = &source[shift..];
+    let text = printable_source(source);
+    // One line index for the whole file (ariadne's `Source`), shared by every report.
+    let mut cache = (path, Source::from(text.as_ref()));
+    // `text` has the bytes of `source` at the same offsets, bar the replaced characters:
+    // spans index both alike.
+    let clamp = |span: &Span| {
+        let end = span.end.saturating_sub(shift).min(source.len());
+        span.start.saturating_sub(shift).min(end)..end
+    };
+    for diag in sorted.iter().take(MAX_RENDERED) {
         let primary = clamp(&diag.primary.span);
         let mut report = Report::build(ReportKind::Error, (path, primary.clone()))
             .with_config(
@@ -214,28 +283,33 @@ pub fn render(diags: &[Diagnostic], path: &str, source: &str, config: RenderConf
                     .with_index_type(IndexType::Byte),
             )
             .with_code(diag.code.as_str())
-            .with_message(&diag.message)
+            .with_message(printable(&diag.message))
             .with_label(
                 ALabel::new((path, primary))
-                    .with_message(&diag.primary.message)
+                    .with_message(printable(&diag.primary.message))
                     .with_order(0),
             );
         for (i, label) in diag.secondary.iter().enumerate() {
             report = report.with_label(
                 ALabel::new((path, clamp(&label.span)))
-                    .with_message(&label.message)
+                    .with_message(printable(&label.message))
                     .with_order(i as i32 + 1),
             );
         }
         for note in &diag.notes {
-            report = report.with_note(note);
+            report = report.with_note(printable(note));
         }
         report
             .finish()
-            .write((path, Source::from(source)), &mut out)
+            .write(&mut cache, &mut out)
             .expect("writing to a Vec cannot fail");
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let mut rendered = String::from_utf8_lossy(&out).into_owned();
+    if let Some(rest) = sorted.len().checked_sub(MAX_RENDERED).filter(|&r| r > 0) {
+        let noun = if rest == 1 { "error" } else { "errors" };
+        rendered.push_str(&format!("... and {rest} more {noun} in {path}\n"));
+    }
+    rendered
 }
 
 /// A diagnostic about a file as a whole (no source text to point into), e.g. an unreadable
@@ -244,11 +318,11 @@ pub fn render_plain(diag: &Diagnostic, path: &str) -> String {
     let mut s = format!(
         "error[{}]: {}: {}\n",
         diag.code.as_str(),
-        path,
-        diag.message
+        printable(path),
+        printable(&diag.message)
     );
     for note in &diag.notes {
-        s.push_str(&format!("  note: {note}\n"));
+        s.push_str(&format!("  note: {}\n", printable(note)));
     }
     s
 }

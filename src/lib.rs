@@ -24,6 +24,7 @@ pub mod codegen;
 pub mod diag;
 pub mod egraph;
 pub mod eval;
+pub mod files;
 pub mod interp;
 pub mod ir;
 pub mod onnx;

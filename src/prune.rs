@@ -9,7 +9,11 @@
 //! conv2d with groups == 1 that does not read a model input directly (the image stem) drops
 //! the `floor(amount * C_in)` input channels whose weight columns have the smallest L1 norm.
 //! Linear layers and depthwise/grouped convs are left alone unless asked for
-//! ([`PruneConfig::include_linear`]); grouped convs can never carry a mask.
+//! ([`PruneConfig::include_linear`]); grouped convs can never carry a mask. On the output
+//! side, a layer whose output channels reach a model output without passing through another
+//! channel-mixing layer (the classifier, or a conv followed only by per-channel ops) is never
+//! masked: its removed channels would be zeros in what the model returns ([`reaches_output`]
+//! is part of [`is_eligible`], which every mask goes through).
 //!
 //! Invariants of every mask returned: strictly ascending, in range, non-empty (at least one
 //! channel is kept), and a pure function of the weights and the config (ties are broken by
@@ -82,7 +86,8 @@ impl Default for PruneConfig {
 }
 
 /// Whether `node` is pruned under `config`: a conv2d with groups == 1 (or, with
-/// `include_linear`, a linear layer) whose input is not a model input.
+/// `include_linear`, a linear layer) whose input is not a model input, and, on the output
+/// side, whose output does not [reach a model output](reaches_output).
 pub fn is_eligible(program: &Program, node: NodeIndex, config: &PruneConfig) -> bool {
     let mixing = match &program.graph[node].op {
         Op::Conv2d(c) => c.groups == 1,
@@ -94,6 +99,28 @@ pub fn is_eligible(program: &Program, node: NodeIndex, config: &PruneConfig) -> 
             .operands(node)
             .first()
             .is_some_and(|&src| program.graph[src].op != Op::Input)
+        && !(config.side == Side::Output && reaches_output(program, node))
+}
+
+/// Whether the channels `node` produces reach a model output: it is one, or one is reached
+/// from it through ops that carry channels (anything but a channel-mixing layer, which makes
+/// a new channel space). Iterative, so any depth of graph is fine.
+pub fn reaches_output(program: &Program, node: NodeIndex) -> bool {
+    let mut seen = vec![false; program.graph.node_count()];
+    let mut stack = vec![node];
+    seen[node.index()] = true;
+    while let Some(n) = stack.pop() {
+        if program.outputs.contains(&n) {
+            return true;
+        }
+        for next in program.graph.neighbors(n) {
+            if !seen[next.index()] && !program.graph[next].op.is_channel_mixing() {
+                seen[next.index()] = true;
+                stack.push(next);
+            }
+        }
+    }
+    false
 }
 
 /// The number of channels on `side` of an eligible layer (`C_in` or `C_out`).

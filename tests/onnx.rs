@@ -459,7 +459,8 @@ fn masks_by_nnir_name_and_by_onnx_name() {
   "{fc}": {{"in_channels": 6, "keep_in": [0, 1, 2, 5]}}
 }}}}"#
     );
-    let (code, text, err) = import_with_masks(dir.path(), &json);
+    // A UTF-8 byte order mark in front is skipped.
+    let (code, text, err) = import_with_masks(dir.path(), &format!("\u{feff}{json}"));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("2 keep_in masks from"), "{err}");
     assert!(
@@ -588,6 +589,20 @@ fn masks_errors_name_the_file_and_the_layer() {
                 .to_string(),
             vec!["layer `fc.weight` is given twice"],
         ),
+        (
+            layer(
+                "fc.weight",
+                r#"{"in_channels": 6, "keep_in": [0], "keep_in": [1]}"#,
+            ),
+            vec![
+                "layer `fc.weight`: field `keep_in` is given twice",
+                "line 1",
+            ],
+        ),
+        (
+            r#"{"layers": {}, "layers": {}}"#.to_string(),
+            vec!["field `layers` is given twice"],
+        ),
     ];
     for (json, parts) in &cases {
         let (code, text, err) = import_with_masks(dir.path(), json);
@@ -662,4 +677,52 @@ fn apply_masks_replaces_masks_and_keeps_the_model_on_error() {
         Ok(0)
     );
     assert_eq!(mask(&imported), None);
+}
+
+/// A channel removed by `keep_out` whose batch norm has variance 0 and eps 0: the masked
+/// program gives 0 there, and so must the export (it gave 0 / 0 = NaN in a runtime).
+#[test]
+fn removed_channels_get_neutral_batch_norm_statistics() {
+    let src = "model m(%x: f32[1, 2, 3, 3]) -> (%y) {
+  param @w: f32[3, 2, 1, 1]
+  param @g: f32[3]
+  param @b: f32[3]
+  param @m: f32[3]
+  param @v: f32[3]
+  %c = conv2d(%x, @w) keep_out=[0, 2]
+  %y = batch_norm(%c, @g, @b, @m, @v, eps=0)
+}
+";
+    let program = compile(src);
+    let seeded = nnirc::weights::random(&program, 3);
+    let mut values: Vec<Vec<f64>> = (0..seeded.len()).map(|p| seeded.values(p)).collect();
+    values[4] = vec![1.0, 0.0, 2.0]; // variance 0 on the removed channel 1
+    values[3] = vec![0.0, 0.5, 0.0];
+    let weights = nnirc::weights::Weights::from_f64(&values);
+    let model = export(&program, &weights).unwrap();
+    let init = |name: &str| -> Vec<f32> {
+        let t = model
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+            .unwrap();
+        t.raw_data
+            .as_ref()
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    assert_eq!(init("v")[1], 1.0);
+    assert_eq!(init("m")[1], 0.0);
+    assert_eq!(init("g")[1], 0.0);
+    // Imported back (no masks there), the plain batch norm computes 0, not NaN.
+    let imported = round_trip("bn var 0", &program, &weights);
+    let inputs = nnirc::interp::random_inputs::<f32>(&imported.program, 1);
+    let out = nnirc::interp::run(&imported.program, &imported.weights, &inputs).unwrap();
+    assert!(out[0].data.iter().all(|v| v.is_finite()));
+    assert!(out[0].data[9..18].iter().all(|&v| v == 0.0));
 }

@@ -648,7 +648,10 @@ impl Lowerer {
     }
 
     /// Definition indices in an order where operands come first; reports every cycle. Defs in
-    /// or downstream of a cycle are left out.
+    /// or downstream of a cycle are left out. No recursion: the components come from
+    /// `kosaraju_scc` (two iterative depth-first passes with explicit stacks; `tarjan_scc` is
+    /// recursive and overflowed the stack on chains of some 25k statements) and the order from
+    /// Kahn's algorithm, so the depth of a graph is bounded by memory, not by the stack.
     fn acyclic_order(&mut self, defs: &[Def]) -> Vec<usize> {
         let mut graph: DiGraph<usize, ()> = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..defs.len()).map(|i| graph.add_node(i)).collect();
@@ -657,7 +660,7 @@ impl Lowerer {
                 graph.add_edge(nodes[o], nodes[i], ());
             }
         }
-        for scc in petgraph::algo::tarjan_scc(&graph) {
+        for scc in petgraph::algo::kosaraju_scc(&graph) {
             let cyclic = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
             if !cyclic {
                 continue;

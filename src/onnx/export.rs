@@ -192,9 +192,15 @@ impl Exporter<'_> {
         if let Some(flags) = removed {
             match &node.op {
                 Op::BatchNorm { .. } => {
+                    // Neutral statistics as well as a zero scale and shift: with the model's
+                    // own (a variance of 0 with eps 0) a runtime computes 0 / 0 = NaN where
+                    // the masked program has 0. With mean 0 and variance 1 the channel is
+                    // 0 * x / sqrt(1 + eps) + 0 = 0 for any finite x and any eps >= 0.
                     for (c, _) in flags.iter().enumerate().filter(|(_, &r)| r) {
                         params[0][c] = 0.0;
                         params[1][c] = 0.0;
+                        params[2][c] = 0.0;
+                        params[3][c] = 1.0;
                     }
                 }
                 Op::Conv2d(_) if node.keep_out.is_none() => {

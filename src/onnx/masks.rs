@@ -1,7 +1,10 @@
 //! Explicit `keep_in` masks for an imported model (`nnirc import --masks FILE.json`).
 //!
 //! Input: an [`Imported`] model and a JSON spec
-//! `{"layers": {"NAME": {"in_channels": C, "keep_in": [i, ...]}}}` (unknown fields are errors).
+//! `{"layers": {"NAME": {"in_channels": C, "keep_in": [i, ...]}}}` (unknown fields are errors,
+//! and so is a key given twice in any object: the text is first read by [`UniqueKeys`], which
+//! walks every object at every depth, so no "last one wins" can slip through a later typed
+//! read; a leading UTF-8 byte order mark is skipped).
 //! `NAME` is a param's `.nnir` name or, if no param has that name, the ONNX initializer it was
 //! made from (every param made from it); it must be the weight of a layer that takes masks
 //! (conv2d with groups == 1, linear). `keep_in` follows the language (docs/nnir.md section
@@ -57,20 +60,85 @@ impl<'de> Visitor<'de> for LayersVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Layers, A::Error> {
-        let mut seen = HashSet::new();
         let mut layers = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             // Untyped first, so that a layer's structural error can name its key (the
             // position is added where the layer ends).
             let value: serde_json::Value = map.next_value()?;
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format!("layer `{key}` is given twice")));
-            }
             let Object(layer) = Object::<LayerSpec>::deserialize(value)
                 .map_err(|e| de::Error::custom(format!("layer `{key}`: {e}")))?;
             layers.push((key, layer));
         }
         Ok(Layers(layers))
+    }
+}
+
+/// Any JSON value in which no object gives a key twice; `path` holds the keys of the objects
+/// around it (to name the layer in messages).
+struct UniqueKeys<'p> {
+    path: &'p [String],
+}
+
+impl<'de> de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                let what = match self.path {
+                    [layers] if layers == "layers" => format!("layer `{key}`"),
+                    [layers, layer] if layers == "layers" => {
+                        format!("layer `{layer}`: field `{key}`")
+                    }
+                    _ => format!("field `{key}`"),
+                };
+                return Err(de::Error::custom(format!("{what} is given twice")));
+            }
+            let mut path = self.path.to_vec();
+            path.push(key);
+            map.next_value_seed(UniqueKeys { path: &path })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(UniqueKeys { path: self.path })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -116,7 +184,14 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
 /// ```
 pub fn apply_masks(imported: &mut Imported, json: &str, path: &Path) -> Result<usize, OnnxError> {
     let shown = path.display().to_string();
-    let Object(spec) = serde_json::from_str::<Object<Spec>>(json).map_err(|e| {
+    let json = json.strip_prefix('\u{feff}').unwrap_or(json);
+    let parse = |json| -> Result<Object<Spec>, serde_json::Error> {
+        let mut unique = serde_json::Deserializer::from_str(json);
+        de::DeserializeSeed::deserialize(UniqueKeys { path: &[] }, &mut unique)?;
+        unique.end()?;
+        serde_json::from_str::<Object<Spec>>(json)
+    };
+    let Object(spec) = parse(json).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 "invalid JSON: "

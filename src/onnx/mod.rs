@@ -12,6 +12,11 @@
 //! Import invariant: nodes are mapped one by one onto the closed op set; an op that has no
 //! exact `.nnir` meaning is an error naming the node, its op type and the model path, never
 //! silently dropped. Import of an export computes the same outputs (tested in `tests/onnx.rs`).
+//! What a model declares is checked before it is trusted: its IR version and opset
+//! ([`OPSETS`]), single assignment of every value, each node's arity against the op table, and
+//! every size against [`ImportLimits`] before memory is taken; external data is read only from
+//! regular files inside the model's folder ([`crate::files`]). Hostile models are tested in
+//! `tests/onnx_hostile.rs`, deep ones in `tests/deep.rs`.
 //!
 //! [`proto`] holds the ONNX protobuf types, generated from `tools/onnx_proto_gen/onnx.proto`
 //! (ONNX 1.23.2) with `protox` + `prost-build`, so building nnirc needs no `protoc`. To
@@ -30,7 +35,7 @@ mod masks;
 pub mod proto;
 
 pub use export::{export, export_bytes, OPSET};
-pub use import::{import, ImportOptions, Imported};
+pub use import::{import, import_with_limits, ImportLimits, ImportOptions, Imported, OPSETS};
 pub use masks::apply_masks;
 
 /// Why an export or import failed: a message for the user (exit code 1 in the CLI).

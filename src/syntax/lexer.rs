@@ -1,7 +1,7 @@
 //! Lexer: `.nnir` text -> tokens with byte spans, comments on the side.
 //!
 //! Invariants: every byte of the input is either inside a token, inside a comment, whitespace,
-//! or covered by exactly one [`LexError`]; lexing never fails as a whole and never panics.
+//! a leading byte order mark, or covered by exactly one [`LexError`]; lexing never fails as a whole and never panics.
 //! Newlines are statement terminators only at bracket depth 0: [`lex`] drops them inside
 //! `(...)` and `[...]`, collapses runs, and inserts a zero-width one before a `}` that ends a
 //! statement, so the grammar sees exactly one `Newline` after every statement.
@@ -150,11 +150,16 @@ pub struct Lexed<'input> {
     pub errors: Vec<LexError>,
 }
 
-/// Lexes `source` completely. See the module note for the newline rules.
+/// Lexes `source` completely. See the module note for the newline rules. A UTF-8 byte order
+/// mark at the very start is skipped (spans stay byte offsets into `source`, BOM included);
+/// one anywhere else is an unexpected character.
 pub fn lex(source: &str) -> Lexed<'_> {
     let mut out = Lexed::default();
     let mut raw: Vec<(Token<'_>, Span)> = Vec::new();
     let mut lexer = Token::lexer(source);
+    if source.starts_with('\u{feff}') {
+        lexer.bump('\u{feff}'.len_utf8());
+    }
     while let Some(result) = lexer.next() {
         let span = lexer.span();
         let token = match result {

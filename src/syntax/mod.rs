@@ -1,7 +1,7 @@
 //! The syntax layer: `.nnir` text -> [`ast::File`] plus diagnostics, and back to text.
 //!
 //! Invariants: [`parse`] never panics and never fails as a whole; every lexer and parser
-//! error becomes a [`Diagnostic`] with a byte span. This layer knows nothing of ops or shapes.
+//! error becomes a [`Diagnostic`](crate::diag::Diagnostic) with a byte span. This layer knows nothing of ops or shapes.
 
 pub mod ast;
 pub mod lexer;

@@ -1,0 +1,111 @@
+//! Deep but valid graphs on a small stack: nothing in the front end or the ONNX import recurses
+//! over the graph, so a chain's length is bounded by memory, not by the stack. The models are
+//! generated here (no large files in the repository).
+use nnirc::onnx::proto;
+use prost::Message;
+
+/// Runs `f` on a thread with a 256 KiB stack (a recursion per node would overflow within a few
+/// thousand nodes).
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .expect("the thread overflowed its stack or panicked")
+}
+
+fn relu_chain(n: usize) -> String {
+    let mut s = String::from("model chain(%v0: f32[1, 2]) -> (%y) {\n");
+    for i in 1..n {
+        s.push_str(&format!("  %v{i} = relu(%v{})\n", i - 1));
+    }
+    s.push_str(&format!("  %y = relu(%v{})\n}}\n", n - 1));
+    s
+}
+
+#[test]
+fn a_200k_statement_chain_lowers_on_a_small_stack() {
+    let source = relu_chain(200_000);
+    let nodes = on_small_stack(move || {
+        let c = nnirc::compile(&source);
+        assert!(c.diagnostics.is_empty(), "{:?}", &c.diagnostics[..1]);
+        let n = c.program.as_ref().map(|p| p.graph.node_count());
+        // Dropped here too: dropping must not recurse either.
+        drop(c);
+        n
+    });
+    assert_eq!(nodes, Some(200_001));
+}
+
+#[test]
+fn a_long_cycle_is_reported_on_a_small_stack() {
+    let mut source = relu_chain(50_000);
+    source = source.replace("%v1 = relu(%v0)", "%v1 = relu(%v49999)");
+    let diags = on_small_stack(move || nnirc::compile(&source).diagnostics);
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].code, nnirc::diag::Code::Cycle);
+    assert!(diags[0].message.starts_with("cycle: `%v1`, `%v2`"));
+}
+
+#[test]
+fn a_100k_node_onnx_relu_chain_imports_on_a_small_stack() {
+    let n = 100_000;
+    let value = |i: usize| {
+        if i == 0 {
+            "x".to_string()
+        } else {
+            format!("v{i}")
+        }
+    };
+    let tensor = |name: &str| proto::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(proto::TensorShapeProto {
+                        dim: [1, 2]
+                            .map(|d| proto::tensor_shape_proto::Dimension {
+                                value: Some(proto::tensor_shape_proto::dimension::Value::DimValue(
+                                    d,
+                                )),
+                                ..Default::default()
+                            })
+                            .to_vec(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = proto::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(proto::GraphProto {
+            node: (1..=n)
+                .map(|i| proto::NodeProto {
+                    op_type: Some("Relu".to_string()),
+                    input: vec![value(i - 1)],
+                    output: vec![value(i)],
+                    ..Default::default()
+                })
+                .collect(),
+            input: vec![tensor("x")],
+            output: vec![tensor(&value(n))],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let bytes = model.encode_to_vec();
+    let nodes = on_small_stack(move || {
+        let opts = nnirc::onnx::ImportOptions::default();
+        let imported = nnirc::onnx::import(&bytes, "chain.onnx".as_ref(), &opts).unwrap();
+        imported.program.graph.node_count()
+    });
+    assert_eq!(nodes, n + 1);
+}
