@@ -1,4 +1,5 @@
-//! Codegen: a [`Program`] (with its weights) back to `.nnir` text and a safetensors file.
+//! Codegen: a [`Program`] back to `.nnir` text (its weights are written by
+//! [`crate::weights::file`]).
 //!
 //! Invariant: [`program_text`] prints text that parses and lowers to a program with the same
 //! nodes, ops, attributes, params, masks and shapes (statements in topological order,

@@ -13,5 +13,5 @@ mod segments;
 
 pub use provenance::{provenance, Layout, Origin, Provenance, Space, SpaceId, SpaceKind};
 pub use removed::removed_channels;
-pub use report::{describe, dot};
+pub use report::{describe, dot, segments_view, SegmentsView};
 pub use segments::{segment, ConsumerRead, Fixed, Segment, SegmentId, Segments};

@@ -5,6 +5,38 @@ use super::segments::{Segment, Segments};
 use crate::ir::Program;
 use std::fmt::Write;
 
+/// The text and Graphviz views of a model's segments: the library entry of `nnirc segments`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentsView {
+    /// [`describe`]'s text.
+    pub text: String,
+    /// [`dot`]'s digraph.
+    pub dot: String,
+}
+
+/// Analyses `program` and describes its segments.
+///
+/// ```
+/// let src = "model m(%x: f32[1, 2, 4, 4]) -> (%y) {
+///   param @a: f32[4, 2, 1, 1]
+///   param @b: f32[3, 4, 1, 1]
+///   %h = conv2d(%x, @a)
+///   %y = conv2d(%h, @b) keep_in=[0, 2]
+/// }";
+/// let program = nnirc::compile(src).program.unwrap();
+/// let view = nnirc::analysis::segments_view(&program);
+/// assert!(view.text.contains("%y"));
+/// assert!(view.dot.starts_with("digraph"));
+/// ```
+pub fn segments_view(program: &Program) -> SegmentsView {
+    let prov = super::provenance(program);
+    let segs = super::segment(program, &prov);
+    SegmentsView {
+        text: describe(program, &prov, &segs),
+        dot: dot(program, &prov, &segs),
+    }
+}
+
 /// One block per segment: producers, consumers with what they keep, outputs, fixedness.
 /// Segments without consumers, outputs or a reason to be fixed are counted in one line.
 pub fn describe(program: &Program, prov: &Provenance, segs: &Segments) -> String {

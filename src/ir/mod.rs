@@ -69,6 +69,14 @@ pub struct Program {
 }
 
 impl Program {
+    /// Drops every `keep_in` and `keep_out` mask: the unpruned program (`nnirc run --no-masks`).
+    pub fn clear_masks(&mut self) {
+        for node in self.graph.node_weights_mut() {
+            node.keep_in = None;
+            node.keep_out = None;
+        }
+    }
+
     /// The value operands of `node`, in position order.
     pub fn operands(&self, node: NodeIndex) -> Vec<NodeIndex> {
         let mut edges: Vec<(usize, NodeIndex)> = self
