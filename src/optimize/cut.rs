@@ -154,19 +154,41 @@ fn fill(source: &TensorData, c: &Cut, size: usize, out: &mut [u8]) {
     if out_row == 0 {
         return;
     }
+    // Short runs of small cells (a reordered 1x1 or 3x3 conv) copy cell by cell with a copy
+    // of known size; long runs go to memmove whole.
+    let short = runs.len() * 4 > columns.len();
     for (row, o) in out.chunks_exact_mut(out_row).zip(&c.rows) {
         let Some(o) = o else {
             fill_row(row);
             continue;
         };
         let from_row = &src[o * src_row..(o + 1) * src_row];
-        let mut at = 0;
-        for r in &runs {
-            let bytes = r.len * cell;
-            if let Some(f) = r.from {
-                row[at..at + bytes].copy_from_slice(&from_row[f * cell..f * cell + bytes]);
+        match cell {
+            4 if short => copy_cells::<4>(row, from_row, columns),
+            36 if short => copy_cells::<36>(row, from_row, columns),
+            _ => {
+                let mut at = 0;
+                for r in &runs {
+                    let bytes = r.len * cell;
+                    if let Some(f) = r.from {
+                        row[at..at + bytes].copy_from_slice(&from_row[f * cell..f * cell + bytes]);
+                    }
+                    at += bytes;
+                }
             }
-            at += bytes;
+        }
+    }
+}
+
+/// Copies cells of `N` bytes: `row`'s cell `j` from `from_row`'s cell `columns[j]` (left zero
+/// for `None`).
+fn copy_cells<const N: usize>(row: &mut [u8], from_row: &[u8], columns: &[Option<usize>]) {
+    for (out, c) in row.chunks_exact_mut(N).zip(columns) {
+        if let Some(c) = c {
+            let cell: &[u8; N] = from_row[c * N..(c + 1) * N]
+                .try_into()
+                .expect("a cell of N bytes");
+            out.copy_from_slice(cell);
         }
     }
 }
@@ -206,5 +228,37 @@ mod tests {
         );
         assert_eq!(out.tensor(1).dtype(), Dtype::F64);
         assert_eq!(out.tensor(1).to_vec::<f64>(), [3., 1., 1.]);
+    }
+
+    #[test]
+    fn short_runs_of_small_cells_copy_cell_by_cell() {
+        // 1x1 (cell of 4 bytes) and 3x3 (36 bytes) weights read in a scrambled order: every
+        // run is one column long, so the cell-by-cell copy is taken.
+        for inner in [1usize, 9] {
+            let w: Vec<f32> = (0..2 * 6 * inner).map(|v| v as f32).collect();
+            let weights = Weights::new(vec![TensorData::from_f32(&w)]);
+            let columns = vec![Some(5), Some(3), Some(1), None, Some(0), Some(2)];
+            let scrambled = Cut {
+                source: 0,
+                rows: vec![Some(1), Some(0)],
+                columns: Some(columns.clone()),
+                source_columns: 6,
+                inner,
+                fill: 0.0,
+            };
+            let got = cut(&weights, &[scrambled]).tensor(0).to_vec::<f32>();
+            let want: Vec<f32> = [1usize, 0]
+                .iter()
+                .flat_map(|&o| {
+                    columns.iter().flat_map(move |c| {
+                        (0..inner).map(move |k| match c {
+                            Some(c) => ((o * 6 + c) * inner + k) as f32,
+                            None => 0.0,
+                        })
+                    })
+                })
+                .collect();
+            assert_eq!(got, want, "inner {inner}");
+        }
     }
 }
