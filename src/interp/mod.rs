@@ -3,7 +3,8 @@
 //! Input: a checked [`Program`], its [`Weights`] and one tensor per model input, each of
 //! exactly the declared shape. Output: one tensor per model output, in order. The meaning is the
 //! *masked program*: a node with `keep_in` behaves as if the weight columns of the dropped input
-//! channels were zero, and a node with `keep_out` as if the weight rows and bias entries of the
+//! channels were zero and those channels of its input were zero too (so their values, even Inf
+//! or NaN, cannot matter), and a node with `keep_out` as if the weight rows and bias entries of the
 //! dropped output channels were zero (so those outputs are exactly 0). A dropped output channel
 //! is *removed*: it stays zero through the per-channel ops downstream (batch norm included; see
 //! [`crate::analysis::removed_channels`]). Masks are applied to a per-node copy of the weights;
@@ -128,7 +129,7 @@ pub fn run<T: Scalar>(
                 .expect("Program invariant: every input node is in program.inputs");
             Cow::Borrowed(&inputs[k])
         } else {
-            let operands: Vec<&Tensor<T>> = program
+            let mut operands: Vec<&Tensor<T>> = program
                 .operands(n)
                 .iter()
                 .map(|o| {
@@ -137,6 +138,20 @@ pub fn run<T: Scalar>(
                         .expect("operands run before their users and live until the last one")
                 })
                 .collect();
+            // Dropped input channels read as zero, so that their values (even Inf or NaN)
+            // cannot reach the output through a zeroed weight (0 * Inf is NaN).
+            let masked_input = node.keep_in.as_ref().map(|kept| {
+                let mut x = operands[0].clone();
+                let dropped: Vec<bool> = membership(kept, x.shape[1])
+                    .into_iter()
+                    .map(|keep| !keep)
+                    .collect();
+                kernels::zero_channels(&mut x, &dropped);
+                x
+            });
+            if let Some(x) = &masked_input {
+                operands[0] = x;
+            }
             let params = node_params(program, n, weights);
             let mut out = eval(
                 &node.op,
