@@ -6,6 +6,8 @@
 //!   ...) and every path it writes, and refuses a clash or an output that is not a regular file
 //!   ([`crate::paths::check_paths`], exit 2) before doing any work;
 //! - it reads only regular files, each with a size limit ([`crate::files::read_regular`]);
+//! - it estimates the memory it needs ([`crate::interp::memory_estimate`]) and stops with a
+//!   message (exit 1) over the `--max-memory` limit, before allocating;
 //! - it stages all its outputs in one [`Outputs`] and commits them last: all or none.
 
 use crate::diag::{self, Diagnostic, RenderConfig};
@@ -34,6 +36,11 @@ pub struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
+    /// The most memory a command may use, in bytes or with a suffix K, M, G or T (powers of
+    /// 1024), e.g. 64G. Default: 3/4 of the machine's memory (from /proc/meminfo), or 16G where
+    /// that is unknown. A command that would need more stops with a message (exit 1).
+    #[arg(long, value_name = "SIZE", global = true, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -203,6 +210,7 @@ pub fn main() -> ExitCode {
     };
     let ctx = Context {
         render: RenderConfig { color },
+        max_memory: cli.max_memory.unwrap_or_else(default_memory_limit),
     };
     let result = match cli.command {
         Command::Check { files } => ctx.check(&files),
@@ -408,6 +416,8 @@ pub enum SolverArg {
 
 struct Context {
     render: RenderConfig,
+    /// Bytes a command may need ([`Context::check_memory`]).
+    max_memory: u64,
 }
 
 /// The largest `.nnir` source read (64 MiB; the largest zoo model is 100 KiB).
@@ -416,6 +426,70 @@ const MAX_SOURCE_BYTES: u64 = 64 << 20;
 const MAX_JSON_BYTES: u64 = 64 << 20;
 /// The largest ONNX model read (4 GiB; external data files are the importer's to check).
 const MAX_ONNX_BYTES: u64 = 4 << 30;
+
+/// `--max-memory`: bytes, or a number with a suffix K, M, G or T (powers of 1024, an optional
+/// `iB` or `B` after it).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: the suffix must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or e.g. 512M, 64G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// The default `--max-memory`: 3/4 of `MemTotal` in /proc/meminfo, or 16 GiB where that cannot
+/// be read.
+fn default_memory_limit() -> u64 {
+    let total_kib = crate::files::read_regular(Path::new("/proc/meminfo"), 1 << 20)
+        .ok()
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes).ok()?;
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+    match total_kib {
+        Some(kib) if kib > 0 => kib.saturating_mul(1024) / 4 * 3,
+        _ => 16 << 30,
+    }
+}
+
+/// `8796093022208 bytes (8.0 TiB)`.
+fn bytes_text(bytes: u64) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = "bytes";
+    for u in units {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "bytes" {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({value:.1} {unit})")
+    }
+}
 
 /// A source file that compiled.
 struct Loaded {
@@ -485,6 +559,29 @@ impl Context {
         }
     }
 
+    /// Stops (exit 1, with a message naming the need and the limit) if `parts`, each a
+    /// (what, bytes) pair, need more than `--max-memory` together. Called before allocating.
+    fn check_memory(&self, path: &Path, parts: &[(&str, u64)]) -> Result<(), Failure> {
+        let need = parts.iter().map(|p| p.1).fold(0, u64::saturating_add);
+        if need <= self.max_memory {
+            return Ok(());
+        }
+        let detail: Vec<String> = parts
+            .iter()
+            .filter(|p| p.1 > 0)
+            .map(|(what, bytes)| format!("{what} {}", bytes_text(*bytes)))
+            .collect();
+        eprintln!(
+            "error: {}: this needs about {} of memory ({}), over the limit of {}; raise the \
+             limit with --max-memory SIZE (e.g. --max-memory 64G)",
+            path.display(),
+            bytes_text(need),
+            detail.join(", "),
+            bytes_text(self.max_memory)
+        );
+        Err(Failure::Input)
+    }
+
     fn check(&self, files: &[PathBuf]) -> Result<(), Failure> {
         let mut failed = false;
         for path in files {
@@ -528,6 +625,29 @@ impl Context {
             .map(PathBuf::as_path)
             .collect();
         refuse_clashes(&outputs, &inputs)?;
+        let estimate = crate::interp::memory_estimate(program);
+        self.check_memory(
+            path,
+            &[
+                (
+                    "seeded weights",
+                    if opts.random_weights.is_some() {
+                        estimate.seeded_bytes
+                    } else {
+                        0
+                    },
+                ),
+                ("cut weights", estimate.params.saturating_mul(8)),
+                (
+                    "verification",
+                    if opts.verify {
+                        estimate.run_bytes(8)
+                    } else {
+                        0
+                    },
+                ),
+            ],
+        )?;
         let latency_table = match &opts.latency_table {
             Some(file) => {
                 let bytes = read_file(file, MAX_JSON_BYTES)?;
@@ -676,6 +796,13 @@ impl Context {
         };
         let outputs: Vec<&Path> = files.iter().map(|(f, _)| f.as_path()).collect();
         refuse_clashes(&outputs, &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        let run = estimate.run_bytes(if opts.f64 { 8 } else { 4 });
+        self.check_memory(path, &[("seeded weights", seeded), ("activations", run)])?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let mut program = loaded.program;
         if opts.no_masks {
@@ -801,6 +928,18 @@ impl Context {
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(weights_in.as_deref());
         refuse_clashes(&Vec::from_iter(opts.output.as_deref()), &inputs)?;
+        let estimate = crate::interp::memory_estimate(program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        self.check_memory(
+            path,
+            &[
+                ("seeded weights", seeded),
+                ("scores", estimate.params.saturating_mul(8)),
+            ],
+        )?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let config = PruneConfig {
             method: opts.method,
@@ -903,6 +1042,19 @@ impl Context {
         let mut inputs = vec![path];
         inputs.extend(weights_in.as_deref());
         refuse_clashes(&[out], &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match random {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        // The initializers (f32) and the encoded model: twice the parameters at 4 bytes.
+        self.check_memory(
+            path,
+            &[
+                ("seeded weights", seeded),
+                ("ONNX initializers", estimate.params.saturating_mul(8)),
+            ],
+        )?;
         let weights = self.weights(path, &loaded, random)?;
         let bytes = crate::onnx::export_bytes(&loaded.program, &weights).map_err(|e| {
             eprintln!("error: {}: {e}", path.display());
@@ -998,6 +1150,15 @@ impl Context {
         let mut inputs = vec![path];
         inputs.extend(weights_in.as_deref());
         refuse_clashes(&Vec::from_iter(opts.json.as_deref()), &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        // At the batch evaluate runs (a model it cannot re-batch is its error to report).
+        let run = crate::eval::with_batch(&loaded.program, opts.batch as usize)
+            .map_or(0, |p| crate::interp::memory_estimate(&p).run_bytes(4));
+        self.check_memory(path, &[("seeded weights", seeded), ("activations", run)])?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let dir = opts.data_dir.as_deref();
         let dir = dir.unwrap_or(opts.dataset.default_dir());

@@ -1,6 +1,7 @@
 //! The files every command reads and writes (issue: hostile input): no output over an input
 //! or over another output, no output replacing a device, FIFO, symlink or directory, all
-//! outputs or none, only regular files read (never a hang), and NaN in the run summary. Every command is run with a timeout, so a
+//! outputs or none, only regular files read (never a hang), a memory limit instead of an
+//! allocation abort, and NaN in the run summary. Every command is run with a timeout, so a
 //! regression fails instead of hanging.
 mod common;
 use common::*;
@@ -309,6 +310,82 @@ fn failed_commands_leave_no_output() {
     std::fs::remove_dir(f.path("r.z.npy")).unwrap();
     assert_eq!(f.listing(), before, "a failed command left files behind");
     assert!(f.path("dir").read_dir().unwrap().next().is_none());
+}
+
+// ---- 7: a memory limit instead of an allocation abort -----------------------------------------
+
+#[test]
+fn commands_over_the_memory_limit_stop_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2^40 parameters: `check` accepts the model, nothing may allocate it.
+    let big = dir.path().join("big.nnir");
+    std::fs::write(
+        &big,
+        "model big(%x: f32[1, 1048576]) -> (%y) {\n  param @w: f32[1048576, 1048576]\n  %y = linear(%x, @w)\n}\n",
+    )
+    .unwrap();
+    let big = big.to_str().unwrap();
+    expect(0, "", &["check", big]);
+    let onnx = dir.path().join("b.onnx");
+    let onnx = onnx.to_str().unwrap();
+    for args in [
+        vec!["run", big, "--random-weights", "0"],
+        vec!["export", big, "--random-weights", "0", "-o", onnx],
+        vec!["optimize", big, "--random-weights", "0"],
+        vec!["prune", big, "--random-weights", "0", "--amount", "0.5"],
+        vec![
+            "eval",
+            big,
+            "--random-weights",
+            "0",
+            "--dataset",
+            "fashion-mnist",
+        ],
+    ] {
+        let (code, _, err) = nnirc_timed(&args);
+        assert_eq!(code, 1, "nnirc {args:?}:\n{err}");
+        assert!(
+            err.contains("of memory") && err.contains("--max-memory") && err.contains("TiB"),
+            "nnirc {args:?}:\n{err}"
+        );
+    }
+    assert!(!Path::new(onnx).exists());
+    // Activations alone (no params): 2^40 elements.
+    let wide = dir.path().join("wide.nnir");
+    std::fs::write(
+        &wide,
+        "model w(%x: f32[1024, 1024, 1024, 1024]) -> (%y) {\n  %y = relu(%x)\n}\n",
+    )
+    .unwrap();
+    expect(1, "activations", &["run", wide.to_str().unwrap()]);
+    // The limit can be lowered and raised.
+    let fire = "examples/squeezenet_fire.nnir";
+    expect(
+        1,
+        "over the limit of 1024 bytes",
+        &["--max-memory", "1K", "run", fire, "--random-weights", "0"],
+    );
+    expect(
+        0,
+        "",
+        &["run", fire, "--random-weights", "0", "--max-memory", "1G"],
+    );
+    expect(2, "suffix", &["--max-memory", "12Q", "run", fire]);
+}
+
+#[test]
+fn memory_estimates_cover_huge_models_without_allocating() {
+    let p = program("model big(%x: f32[1, 1048576]) -> (%y) {\n  param @w: f32[1048576, 1048576]\n  %y = linear(%x, @w)\n}\n");
+    let need = nnirc::interp::memory_estimate(&p);
+    assert_eq!(need.params, 1 << 40);
+    assert_eq!(need.seeded_bytes, 1 << 42);
+    // The weights converted for the node, plus the input and output.
+    assert!(need.run_elements >= (1 << 40) + 2 * (1 << 20));
+    // Activations alone: the input, the output and its copy, 2^40 elements each.
+    let p = program("model w(%x: f32[1024, 1024, 1024, 1024]) -> (%y) {\n  %y = relu(%x)\n}\n");
+    let need = nnirc::interp::memory_estimate(&p);
+    assert_eq!(need.run_elements, 3 << 40);
+    assert_eq!(need.run_bytes(8), 3 << 43);
 }
 
 // ---- 8: only regular files are read, never a hang --------------------------------------------
