@@ -1,13 +1,20 @@
 //! The `nnirc` command line: argument parsing and the glue between phases.
 //!
 //! Exit codes: 0 success, 1 the input has errors (diagnostics were printed), 2 usage errors
-//! (bad arguments, refusing to overwrite an input). Output files are written atomically and
-//! never over an input file.
+//! (bad arguments, refusing to overwrite an input). Every command follows one pattern:
+//! - it collects every path it reads (the model, the weights file the model names, `--inputs`,
+//!   ...) and every path it writes, and refuses a clash or an output that is not a regular file
+//!   ([`crate::paths::check_paths`], exit 2) before doing any work;
+//! - it reads only regular files, each with a size limit ([`crate::files::read_regular`]);
+//! - it estimates the memory it needs ([`crate::interp::memory_estimate`]) and stops with a
+//!   message (exit 1) over the `--max-memory` limit, before allocating;
+//! - it stages all its outputs in one [`Outputs`] and commits them last: all or none.
 
 use crate::diag::{self, Diagnostic, RenderConfig};
 use crate::ir::Program;
 use crate::prune::{Method, PruneConfig, Side};
 use crate::tensor::{Scalar, Tensor};
+use crate::tensor_io::Outputs;
 use crate::weights::Weights;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -29,6 +36,11 @@ pub struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
+    /// The most memory a command may use, in bytes or with a suffix K, M, G or T (powers of
+    /// 1024), e.g. 64G. Default: 3/4 of the machine's memory (from /proc/meminfo), or 16G where
+    /// that is unknown. A command that would need more stops with a message (exit 1).
+    #[arg(long, value_name = "SIZE", global = true, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -198,6 +210,7 @@ pub fn main() -> ExitCode {
     };
     let ctx = Context {
         render: RenderConfig { color },
+        max_memory: cli.max_memory.unwrap_or_else(default_memory_limit),
     };
     let result = match cli.command {
         Command::Check { files } => ctx.check(&files),
@@ -403,6 +416,79 @@ pub enum SolverArg {
 
 struct Context {
     render: RenderConfig,
+    /// Bytes a command may need ([`Context::check_memory`]).
+    max_memory: u64,
+}
+
+/// The largest `.nnir` source read (64 MiB; the largest zoo model is 100 KiB).
+const MAX_SOURCE_BYTES: u64 = 64 << 20;
+/// The largest JSON file read (`--masks`, `--latency-table`): 64 MiB.
+const MAX_JSON_BYTES: u64 = 64 << 20;
+/// The largest ONNX model read (4 GiB; external data files are the importer's to check).
+const MAX_ONNX_BYTES: u64 = 4 << 30;
+
+/// `--max-memory`: bytes, or a number with a suffix K, M, G or T (powers of 1024, an optional
+/// `iB` or `B` after it).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: the suffix must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (bytes, or e.g. 512M, 64G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// The default `--max-memory`: 3/4 of `MemTotal` in /proc/meminfo, or 16 GiB where that cannot
+/// be read.
+fn default_memory_limit() -> u64 {
+    let total_kib = crate::files::read_regular(Path::new("/proc/meminfo"), 1 << 20)
+        .ok()
+        .and_then(|bytes| {
+            let text = String::from_utf8(bytes).ok()?;
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+    match total_kib {
+        Some(kib) if kib > 0 => kib.saturating_mul(1024) / 4 * 3,
+        _ => 16 << 30,
+    }
+}
+
+/// `8796093022208 bytes (8.0 TiB)`.
+fn bytes_text(bytes: u64) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = "bytes";
+    for u in units {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit == "bytes" {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({value:.1} {unit})")
+    }
 }
 
 /// A source file that compiled.
@@ -423,12 +509,10 @@ impl Context {
         eprint!("{}", diag::render_plain(diag, &path.display().to_string()));
     }
 
-    /// Reads a source file; an unreadable or non-UTF-8 file is reported as an input error.
+    /// Reads a source file; an unreadable, special (FIFO, device), oversized or non-UTF-8
+    /// file is reported as an input error.
     fn read_source(&self, path: &Path) -> Result<String, Failure> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            Failure::Input
-        })?;
+        let bytes = read_file(path, MAX_SOURCE_BYTES)?;
         String::from_utf8(bytes).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             let d = Diagnostic::new(
@@ -475,6 +559,29 @@ impl Context {
         }
     }
 
+    /// Stops (exit 1, with a message naming the need and the limit) if `parts`, each a
+    /// (what, bytes) pair, need more than `--max-memory` together. Called before allocating.
+    fn check_memory(&self, path: &Path, parts: &[(&str, u64)]) -> Result<(), Failure> {
+        let need = parts.iter().map(|p| p.1).fold(0, u64::saturating_add);
+        if need <= self.max_memory {
+            return Ok(());
+        }
+        let detail: Vec<String> = parts
+            .iter()
+            .filter(|p| p.1 > 0)
+            .map(|(what, bytes)| format!("{what} {}", bytes_text(*bytes)))
+            .collect();
+        eprintln!(
+            "error: {}: this needs about {} of memory ({}), over the limit of {}; raise the \
+             limit with --max-memory SIZE (e.g. --max-memory 64G)",
+            path.display(),
+            bytes_text(need),
+            detail.join(", "),
+            bytes_text(self.max_memory)
+        );
+        Err(Failure::Input)
+    }
+
     fn check(&self, files: &[PathBuf]) -> Result<(), Failure> {
         let mut failed = false;
         for path in files {
@@ -503,20 +610,12 @@ impl Context {
             .as_ref()
             .map(|o| o.with_extension("safetensors"));
         if let Some(out) = &opts.output {
-            if extension(out) != Some("nnir") {
-                return Err(Failure::Usage(format!(
-                    "{}: the output must be a .nnir file",
-                    out.display()
-                )));
-            }
+            nnir_output(out)?;
         }
         let started = std::time::Instant::now();
         let loaded = self.load(path)?;
         let program = &loaded.program;
-        let weights_in = program
-            .weights_file
-            .as_ref()
-            .map(|(file, _)| base_dir(path).join(file));
+        let weights_in = weights_path(path, program);
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(weights_in.as_deref());
         inputs.extend(opts.latency_table.as_deref());
@@ -526,11 +625,38 @@ impl Context {
             .map(PathBuf::as_path)
             .collect();
         refuse_clashes(&outputs, &inputs)?;
+        let estimate = crate::interp::memory_estimate(program);
+        self.check_memory(
+            path,
+            &[
+                (
+                    "seeded weights",
+                    if opts.random_weights.is_some() {
+                        estimate.seeded_bytes
+                    } else {
+                        0
+                    },
+                ),
+                ("cut weights", estimate.params.saturating_mul(8)),
+                (
+                    "verification",
+                    if opts.verify {
+                        estimate.run_bytes(8)
+                    } else {
+                        0
+                    },
+                ),
+            ],
+        )?;
         let latency_table = match &opts.latency_table {
-            Some(file) => Some(crate::egraph::Latency::from_file(file).map_err(|e| {
-                eprintln!("error: {e}");
-                Failure::Input
-            })?),
+            Some(file) => {
+                let bytes = read_file(file, MAX_JSON_BYTES)?;
+                let text = String::from_utf8_lossy(&bytes);
+                Some(crate::egraph::Latency::from_json(&text).map_err(|e| {
+                    eprintln!("error: {}: {e}", file.display());
+                    Failure::Input
+                })?)
+            }
             None => None,
         };
         let cost_model = opts
@@ -573,11 +699,7 @@ impl Context {
         let report = &mut optimized.report;
         report.timings_ms.insert("load".to_string(), load_ms);
         let write_started = std::time::Instant::now();
-        let mut staged = crate::tensor_io::Outputs::default();
-        let stage_failed = |out: &Path, e: std::io::Error| {
-            eprintln!("error: cannot write {}: {e}", out.display());
-            Failure::Input
-        };
+        let mut staged = Outputs::default();
         if let (Some(out), Some(wout)) = (&opts.output, &weights_out) {
             let file_name = wout
                 .file_name()
@@ -591,48 +713,37 @@ impl Context {
             })?;
             let mut parts = vec![header.as_slice()];
             parts.extend(data);
-            staged
-                .stage(wout, &parts)
-                .map_err(|e| stage_failed(wout, e))?;
-            staged
-                .stage(out, &[text.as_bytes()])
-                .map_err(|e| stage_failed(out, e))?;
+            stage(&mut staged, wout, &parts)?;
+            stage(&mut staged, out, &[text.as_bytes()])?;
         }
         let write_ms = write_started.elapsed().as_secs_f64() * 1e3;
         report.timings_ms.insert("write".to_string(), write_ms);
         eprint!("{}", report.table());
         if let Some(r) = &opts.report {
             let json = serde_json::to_string_pretty(&*report).expect("the report serializes");
-            staged
-                .stage(r, &[json.as_bytes()])
-                .map_err(|e| stage_failed(r, e))?;
+            stage(&mut staged, r, &[json.as_bytes()])?;
         }
-        staged.commit().map_err(|e| {
-            eprintln!("error: cannot write the outputs: {e}");
-            Failure::Input
-        })
+        commit(staged)
     }
 
     fn segments(&self, path: &Path, dot: Option<&Path>) -> Result<(), Failure> {
-        if let Some(out) = dot {
-            refuse_overwrite(out, &[path])?;
-        }
         let Loaded { program, .. } = self.load(path)?;
+        let weights_in = weights_path(path, &program);
+        let mut inputs = vec![path];
+        inputs.extend(weights_in.as_deref());
+        refuse_clashes(&Vec::from_iter(dot), &inputs)?;
         let prov = crate::analysis::provenance(&program);
         let segs = crate::analysis::segment(&program, &prov);
         let text = crate::analysis::describe(&program, &prov, &segs);
         let _ = std::io::stdout().write_all(text.as_bytes());
         match dot {
-            Some(out) => write_output(
-                out,
-                crate::analysis::dot(&program, &prov, &segs).as_bytes(),
-                &[path],
-            ),
+            Some(out) => write_output(out, crate::analysis::dot(&program, &prov, &segs).as_bytes()),
             None => Ok(()),
         }
     }
 
     fn fmt(&self, path: &Path, output: Option<&Path>, check: bool) -> Result<(), Failure> {
+        refuse_clashes(&Vec::from_iter(output), &[path])?;
         let source = self.read_source(path)?;
         let parsed = crate::syntax::parse(&source);
         if !parsed.diagnostics.is_empty() {
@@ -652,7 +763,7 @@ impl Context {
             return Ok(());
         }
         match output {
-            Some(out) => write_output(out, text.as_bytes(), &[path]),
+            Some(out) => write_output(out, text.as_bytes()),
             None => {
                 let _ = std::io::stdout().write_all(text.as_bytes());
                 Ok(())
@@ -664,9 +775,7 @@ impl Context {
 impl Context {
     fn run(&self, path: &Path, opts: &RunOptions) -> Result<(), Failure> {
         if let Some(out) = &opts.output {
-            let mut inputs: Vec<&Path> = vec![path];
-            inputs.extend(opts.inputs.as_deref());
-            refuse_overwrite(out, &inputs)?;
+            crate::paths::check_target(out).map_err(Failure::Usage)?;
             if !matches!(extension(out), Some("safetensors" | "npy")) {
                 return Err(Failure::Usage(format!(
                     "{}: outputs are written as .safetensors or .npy",
@@ -675,6 +784,25 @@ impl Context {
             }
         }
         let loaded = self.load(path)?;
+        let weights_in = weights_path(path, &loaded.program);
+        let mut inputs: Vec<&Path> = vec![path];
+        inputs.extend(weights_in.as_deref());
+        inputs.extend(opts.inputs.as_deref());
+        let files = match &opts.output {
+            Some(out) => {
+                run_output_files(out, &output_names(&loaded.program)).map_err(Failure::Usage)?
+            }
+            None => Vec::new(),
+        };
+        let outputs: Vec<&Path> = files.iter().map(|(f, _)| f.as_path()).collect();
+        refuse_clashes(&outputs, &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        let run = estimate.run_bytes(if opts.f64 { 8 } else { 4 });
+        self.check_memory(path, &[("seeded weights", seeded), ("activations", run)])?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let mut program = loaded.program;
         if opts.no_masks {
@@ -683,75 +811,136 @@ impl Context {
                 node.keep_out = None;
             }
         }
+        let run = RunFiles {
+            path,
+            files: &files,
+        };
         if opts.f64 {
-            self.run_as::<f64>(path, &program, &weights, opts)
+            self.run_as::<f64>(&run, &program, &weights, opts)
         } else {
-            self.run_as::<f32>(path, &program, &weights, opts)
+            self.run_as::<f32>(&run, &program, &weights, opts)
         }
     }
 
     fn run_as<T: Scalar>(
         &self,
-        path: &Path,
+        run: &RunFiles,
         program: &Program,
         weights: &Weights,
         opts: &RunOptions,
     ) -> Result<(), Failure> {
         let inputs: Vec<Tensor<T>> = match &opts.inputs {
-            Some(file) => crate::tensor_io::read_inputs(program, file).map_err(|e| {
-                eprintln!("error: {}: {e}", file.display());
-                Failure::Input
-            })?,
+            Some(file) => {
+                let bytes = read_file(file, crate::tensor_io::MAX_INPUTS_BYTES)?;
+                crate::tensor_io::inputs_from_bytes(program, &bytes, file).map_err(|e| {
+                    eprintln!("error: {}: {e}", file.display());
+                    Failure::Input
+                })?
+            }
             None => crate::interp::random_inputs(program, opts.seed),
         };
         let outputs = crate::interp::run(program, weights, &inputs).map_err(|e| {
-            eprintln!("error: {}: {e}", path.display());
+            eprintln!("error: {}: {e}", run.path.display());
             Failure::Input
         })?;
-        let names: Vec<&str> = program
-            .outputs
-            .iter()
-            .map(|&n| program.graph[n].name.as_str())
-            .collect();
+        let names = output_names(program);
         let mut summary = String::new();
         for (name, t) in names.iter().zip(&outputs) {
             summary += &format!("%{name}: {}\n", tensor_summary(t));
         }
         let _ = std::io::stdout().write_all(summary.as_bytes());
-        let Some(out) = &opts.output else {
-            return Ok(());
-        };
-        let written = if extension(out) == Some("npy") {
-            write_npy_outputs(out, &names, &outputs)
-        } else {
-            // An output listed twice in the header is written once.
-            let mut named: Vec<(&str, &Tensor<T>)> = Vec::new();
-            for (name, t) in names.iter().zip(&outputs) {
-                if !named.iter().any(|(n, _)| n == name) {
-                    named.push((name, t));
-                }
-            }
-            crate::tensor_io::write_safetensors(out, &named)
-        };
-        written.map_err(|e| {
-            eprintln!("error: cannot write {}: {e}", out.display());
-            Failure::Input
-        })
+        let mut staged = Outputs::default();
+        for (file, held) in run.files {
+            let tensor = |name: &str| {
+                let i = names
+                    .iter()
+                    .position(|n| *n == name)
+                    .expect("an output name");
+                &outputs[i]
+            };
+            let bytes = if extension(file) == Some("npy") {
+                crate::tensor_io::npy_bytes(tensor(&held[0]))
+            } else {
+                let named: Vec<(&str, &Tensor<T>)> =
+                    held.iter().map(|n| (n.as_str(), tensor(n))).collect();
+                crate::tensor_io::safetensors_bytes(&named).map_err(|e| {
+                    eprintln!("error: cannot write {}: {e}", file.display());
+                    Failure::Input
+                })?
+            };
+            stage(&mut staged, file, &[&bytes])?;
+        }
+        commit(staged)
     }
+}
+
+/// What `nnirc run` writes: the model's path (for messages) and each output file with the
+/// output names it holds.
+struct RunFiles<'a> {
+    path: &'a Path,
+    files: &'a [(PathBuf, Vec<String>)],
+}
+
+/// The names of a program's outputs, in order (a name listed twice appears twice).
+fn output_names(program: &Program) -> Vec<&str> {
+    program
+        .outputs
+        .iter()
+        .map(|&n| program.graph[n].name.as_str())
+        .collect()
+}
+
+/// The files `nnirc run -o OUT` writes, each with the outputs it holds (every output name
+/// once): `OUT.safetensors` holds them all; `OUT.npy` holds the only one, or, with several,
+/// each goes to `OUT.<name>.npy` (`/` in a name becomes `_`). An error if two names would
+/// share a file.
+fn run_output_files(out: &Path, names: &[&str]) -> Result<Vec<(PathBuf, Vec<String>)>, String> {
+    let mut distinct: Vec<String> = Vec::new();
+    for name in names {
+        if !distinct.iter().any(|d| d == name) {
+            distinct.push(name.to_string());
+        }
+    }
+    if extension(out) != Some("npy") || distinct.len() == 1 {
+        return Ok(vec![(out.to_path_buf(), distinct)]);
+    }
+    let mut files: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for name in distinct {
+        let file = out.with_extension(format!("{}.npy", name.replace('/', "_")));
+        if let Some((_, other)) = files.iter().find(|(f, _)| *f == file) {
+            return Err(format!(
+                "the outputs %{} and %{name} would both be written to {}; write a \
+                 .safetensors file instead",
+                other[0],
+                file.display()
+            ));
+        }
+        files.push((file, vec![name]));
+    }
+    Ok(files)
 }
 
 impl Context {
     fn prune(&self, path: &Path, opts: &PruneOptions) -> Result<(), Failure> {
-        if let Some(out) = &opts.output {
-            refuse_overwrite(out, &[path])?;
-        }
         let loaded = self.load(path)?;
-        let weights = self.weights(path, &loaded, opts.random_weights)?;
         let program = &loaded.program;
-        let weights_path = program
-            .weights_file
-            .as_ref()
-            .map(|(f, _)| base_dir(path).join(f));
+        let weights_in = weights_path(path, program);
+        let mut inputs: Vec<&Path> = vec![path];
+        inputs.extend(weights_in.as_deref());
+        refuse_clashes(&Vec::from_iter(opts.output.as_deref()), &inputs)?;
+        let estimate = crate::interp::memory_estimate(program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        self.check_memory(
+            path,
+            &[
+                ("seeded weights", seeded),
+                ("scores", estimate.params.saturating_mul(8)),
+            ],
+        )?;
+        let weights = self.weights(path, &loaded, opts.random_weights)?;
         let config = PruneConfig {
             method: opts.method,
             amount: opts.amount,
@@ -786,79 +975,92 @@ impl Context {
             config.side.mask_kind().keyword(),
             pruned.replaced,
         );
-        let text = pruned.text;
-
         match &opts.output {
-            Some(out) => {
-                let mut inputs: Vec<&Path> = vec![path];
-                if opts.random_weights.is_none() {
-                    inputs.extend(weights_path.as_deref());
-                }
-                write_output(out, text.as_bytes(), &inputs)
-            }
+            Some(out) => write_output(out, pruned.text.as_bytes()),
             None => {
-                let _ = std::io::stdout().write_all(text.as_bytes());
+                let _ = std::io::stdout().write_all(pruned.text.as_bytes());
                 Ok(())
             }
         }
     }
 }
 
-/// One `.npy` file per output: `OUT.npy` for one output, `OUT.<name>.npy` for several.
-fn write_npy_outputs<T: Scalar>(
-    out: &Path,
-    names: &[&str],
-    outputs: &[Tensor<T>],
-) -> Result<(), crate::tensor_io::TensorIoError> {
-    if let [only] = outputs {
-        return crate::tensor_io::write_npy(out, only);
-    }
-    for (name, t) in names.iter().zip(outputs) {
-        let file = out.with_extension(format!("{}.npy", name.replace('/', "_")));
-        crate::tensor_io::write_npy(&file, t)?;
-    }
-    Ok(())
-}
-
-/// `f32[1, 1000]  min -0.1 max 2.3 mean 0.01 l2 4.5`.
+/// `f32[1, 1000]  min -0.1 max 2.3 mean 0.01 l2 4.5`, over the values that are not NaN; a
+/// tensor with NaNs gets `nan K` (their count) at the end, and min, max and mean are `nan` when
+/// every value is.
 fn tensor_summary<T: Scalar>(t: &Tensor<T>) -> String {
     let data = t.to_f64().data;
     let (mut min, mut max, mut sum, mut sq) = (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
+    let mut nans = 0usize;
     for &v in &data {
+        if v.is_nan() {
+            nans += 1;
+            continue;
+        }
         min = min.min(v);
         max = max.max(v);
         sum += v;
         sq += v * v;
     }
-    let mean = sum / data.len().max(1) as f64;
+    let count = data.len() - nans;
+    if count == 0 {
+        (min, max) = (f64::NAN, f64::NAN);
+    }
+    let mean = if count == 0 {
+        f64::NAN
+    } else {
+        sum / count as f64
+    };
+    let num = |v: f64| {
+        if v.is_nan() {
+            "nan".to_string()
+        } else {
+            format!("{v:.6e}")
+        }
+    };
+    let nan_count = if nans > 0 {
+        format!("  nan {nans}")
+    } else {
+        String::new()
+    };
     format!(
-        "{}{}  min {min:.6e}  max {max:.6e}  mean {mean:.6e}  l2 {:.6e}",
+        "{}{}  min {}  max {}  mean {}  l2 {}{nan_count}",
         T::NAME,
         crate::ir::ops::dims_text(&t.shape),
-        sq.sqrt()
+        num(min),
+        num(max),
+        num(mean),
+        num(sq.sqrt())
     )
 }
 
 /// `nnirc export` and `nnirc import` (ONNX).
 impl Context {
     fn export_onnx(&self, path: &Path, out: &Path, random: Option<u64>) -> Result<(), Failure> {
-        refuse_overwrite(out, &[path])?;
         let loaded = self.load(path)?;
+        let weights_in = weights_path(path, &loaded.program);
+        let mut inputs = vec![path];
+        inputs.extend(weights_in.as_deref());
+        refuse_clashes(&[out], &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match random {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        // The initializers (f32) and the encoded model: twice the parameters at 4 bytes.
+        self.check_memory(
+            path,
+            &[
+                ("seeded weights", seeded),
+                ("ONNX initializers", estimate.params.saturating_mul(8)),
+            ],
+        )?;
         let weights = self.weights(path, &loaded, random)?;
         let bytes = crate::onnx::export_bytes(&loaded.program, &weights).map_err(|e| {
             eprintln!("error: {}: {e}", path.display());
             Failure::Input
         })?;
-        let mut inputs = vec![path];
-        let weights_path = loaded
-            .program
-            .weights_file
-            .as_ref()
-            .map(|(w, _)| base_dir(path).join(w));
-        if let Some(w) = &weights_path {
-            inputs.push(w);
-        }
-        write_output(out, &bytes, &inputs)
+        write_output(out, &bytes)
     }
 
     fn import_onnx(
@@ -869,28 +1071,27 @@ impl Context {
         masks: Option<&Path>,
         no_weights: bool,
     ) -> Result<(), Failure> {
+        nnir_output(out)?;
         let weights_out = out.with_extension("safetensors");
-        if weights_out == out {
-            return Err(Failure::Usage(format!(
-                "the output {} needs an extension other than .safetensors (the weights go there)",
-                out.display()
-            )));
-        }
         let mut inputs = vec![path];
         inputs.extend(masks);
-        refuse_overwrite(out, &inputs)?;
-        refuse_overwrite(&weights_out, &inputs)?;
-        let read_error = |p: &Path, e: std::io::Error| {
-            eprintln!("error: cannot read {}: {e}", p.display());
-            Failure::Input
+        let mut outputs = vec![out];
+        if !no_weights {
+            outputs.push(&weights_out);
+        }
+        refuse_clashes(&outputs, &inputs)?;
+        let bytes = read_file(path, MAX_ONNX_BYTES)?;
+        let spec = match masks {
+            Some(m) => {
+                let bytes = read_file(m, MAX_JSON_BYTES)?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    eprintln!("error: {}: not valid UTF-8", m.display());
+                    Failure::Input
+                })?;
+                Some((m, text))
+            }
+            None => None,
         };
-        let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
-        let spec = masks
-            .map(|m| match std::fs::read_to_string(m) {
-                Ok(text) => Ok((m, text)),
-                Err(e) => Err(read_error(m, e)),
-            })
-            .transpose()?;
         let opts = crate::onnx::ImportOptions {
             masks_from_zeros,
             skip_external_weights: no_weights,
@@ -912,16 +1113,19 @@ impl Context {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let mut staged = Outputs::default();
         if no_weights {
-            write_output(out, imported.text(None).as_bytes(), &inputs)?;
+            stage(&mut staged, out, &[imported.text(None).as_bytes()])?;
         } else {
             let weight_bytes = imported.weights_bytes().map_err(|e| {
                 eprintln!("error: cannot encode the weights: {e}");
                 Failure::Input
             })?;
-            write_output(&weights_out, &weight_bytes, &inputs)?;
-            write_output(out, imported.text(Some(&file_name)).as_bytes(), &inputs)?;
+            stage(&mut staged, &weights_out, &[&weight_bytes])?;
+            let text = imported.text(Some(&file_name));
+            stage(&mut staged, out, &[text.as_bytes()])?;
         }
+        commit(staged)?;
         eprintln!(
             "imported {} nodes and {} params{masked} into {}{}",
             imported.program.graph.node_count() - imported.program.inputs.len(),
@@ -941,10 +1145,20 @@ impl Context {
 impl Context {
     fn eval(&self, path: &Path, opts: &EvalOptions) -> Result<(), Failure> {
         use crate::eval::{EvalConfig, Split};
-        if let Some(out) = &opts.json {
-            refuse_overwrite(out, &[path])?;
-        }
         let loaded = self.load(path)?;
+        let weights_in = weights_path(path, &loaded.program);
+        let mut inputs = vec![path];
+        inputs.extend(weights_in.as_deref());
+        refuse_clashes(&Vec::from_iter(opts.json.as_deref()), &inputs)?;
+        let estimate = crate::interp::memory_estimate(&loaded.program);
+        let seeded = match opts.random_weights {
+            Some(_) => estimate.seeded_bytes,
+            None => 0,
+        };
+        // At the batch evaluate runs (a model it cannot re-batch is its error to report).
+        let run = crate::eval::with_batch(&loaded.program, opts.batch as usize)
+            .map_or(0, |p| crate::interp::memory_estimate(&p).run_bytes(4));
+        self.check_memory(path, &[("seeded weights", seeded), ("activations", run)])?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let dir = opts.data_dir.as_deref();
         let dir = dir.unwrap_or(opts.dataset.default_dir());
@@ -1004,8 +1218,21 @@ impl Context {
         json["model"] = path.display().to_string().into();
         json["weights"] = weights.into();
         let text = serde_json::to_string_pretty(&json).expect("the result serializes") + "\n";
-        write_output(out, text.as_bytes(), &[path])
+        write_output(out, text.as_bytes())
     }
+}
+
+/// A usage error unless `out` may be written ([`crate::paths::check_target`]) and ends in
+/// `.nnir` (its weights go beside it, with extension `.safetensors`).
+fn nnir_output(out: &Path) -> Result<(), Failure> {
+    crate::paths::check_target(out).map_err(Failure::Usage)?;
+    if extension(out) != Some("nnir") {
+        return Err(Failure::Usage(format!(
+            "{}: the output must be a .nnir file",
+            out.display()
+        )));
+    }
+    Ok(())
 }
 
 fn extension(path: &Path) -> Option<&str> {
@@ -1017,54 +1244,48 @@ pub fn base_dir(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
-/// Writes `bytes` to `out` atomically, refusing to write over any of `inputs`.
-fn write_output(out: &Path, bytes: &[u8], inputs: &[&Path]) -> Result<(), Failure> {
-    refuse_overwrite(out, inputs)?;
-    crate::tensor_io::write_atomic(out, bytes).map_err(|e| {
+/// The weights file `program` names, resolved against the folder of its source `path`.
+fn weights_path(path: &Path, program: &Program) -> Option<PathBuf> {
+    program
+        .weights_file
+        .as_ref()
+        .map(|(file, _)| base_dir(path).join(file))
+}
+
+/// The whole of the regular file `path`, at most `max` bytes; a FIFO, a device, a directory
+/// or a larger file is an input error (exit 1), refused before anything is read.
+fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, Failure> {
+    crate::files::read_regular(path, max).map_err(|e| {
+        eprintln!("error: {e}");
+        Failure::Input
+    })
+}
+
+/// A usage error unless the outputs clash with nothing ([`crate::paths::check_paths`]: no
+/// output names an input or another output, and each is a regular file or new).
+fn refuse_clashes(outputs: &[&Path], inputs: &[&Path]) -> Result<(), Failure> {
+    crate::paths::check_paths(inputs, outputs).map_err(Failure::Usage)
+}
+
+/// Stages `parts`, concatenated, as the content of `out`.
+fn stage(staged: &mut Outputs, out: &Path, parts: &[&[u8]]) -> Result<(), Failure> {
+    staged.stage(out, parts).map_err(|e| {
         eprintln!("error: cannot write {}: {e}", out.display());
         Failure::Input
     })
 }
 
-/// A usage error if an output names the same file as an input or as another output.
-fn refuse_clashes(outputs: &[&Path], inputs: &[&Path]) -> Result<(), Failure> {
-    for (i, out) in outputs.iter().enumerate() {
-        refuse_overwrite(out, inputs)?;
-        if let Some(other) = outputs[..i].iter().find(|o| same_path(o, out)) {
-            return Err(Failure::Usage(format!(
-                "{} and {} name the same file",
-                other.display(),
-                out.display()
-            )));
-        }
-    }
-    Ok(())
+/// Renames every staged output into place.
+fn commit(staged: Outputs) -> Result<(), Failure> {
+    staged.commit().map_err(|e| {
+        eprintln!("error: cannot write the outputs: {e}");
+        Failure::Input
+    })
 }
 
-/// Whether two paths name the same file: equal once made absolute (for files that do not exist
-/// yet) or canonically equal.
-fn same_path(a: &Path, b: &Path) -> bool {
-    let absolute = |p: &Path| std::path::absolute(p).ok();
-    absolute(a) == absolute(b)
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
-}
-
-/// A usage error if `out` names the same file as one of `inputs`.
-fn refuse_overwrite(out: &Path, inputs: &[&Path]) -> Result<(), Failure> {
-    let Ok(out_canon) = std::fs::canonicalize(out) else {
-        return Ok(()); // does not exist yet
-    };
-    for input in inputs {
-        if std::fs::canonicalize(input).is_ok_and(|i| i == out_canon) {
-            return Err(Failure::Usage(format!(
-                "refusing to write {} over the input {}",
-                out.display(),
-                input.display()
-            )));
-        }
-    }
-    Ok(())
+/// Writes `bytes` to `out`, a command's only output (already checked by [`refuse_clashes`]).
+fn write_output(out: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut staged = Outputs::default();
+    stage(&mut staged, out, &[bytes])?;
+    commit(staged)
 }

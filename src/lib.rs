@@ -29,6 +29,7 @@ pub mod interp;
 pub mod ir;
 pub mod onnx;
 pub mod optimize;
+pub mod paths;
 pub mod prune;
 pub mod solver;
 pub mod syntax;

@@ -240,13 +240,28 @@ fn check_shape<T>(
     Ok(t)
 }
 
+/// The largest inputs file [`read_inputs`] reads (4 GiB).
+pub const MAX_INPUTS_BYTES: u64 = 4 << 30;
+
 /// Reads the model inputs from `path`: a `.safetensors` file (inputs by name) or, for a model
-/// with one input, a `.npy` file.
+/// with one input, a `.npy` file. Only a regular file of at most [`MAX_INPUTS_BYTES`] is read
+/// ([`crate::files::read_regular`]): a FIFO or a device is refused, never waited on.
 pub fn read_inputs<T: Scalar>(
     program: &Program,
     path: &Path,
 ) -> Result<Vec<Tensor<T>>, TensorIoError> {
-    let bytes = std::fs::read(path)?;
+    let bytes = crate::files::read_regular(path, MAX_INPUTS_BYTES)
+        .map_err(|e| TensorIoError::Format(e.0))?;
+    inputs_from_bytes(program, &bytes, path)
+}
+
+/// The model inputs from the bytes of the file `path` (its extension says the format, as in
+/// [`read_inputs`]).
+pub fn inputs_from_bytes<T: Scalar>(
+    program: &Program,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<Tensor<T>>, TensorIoError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
             let [only] = program.inputs.as_slice() else {
@@ -259,10 +274,10 @@ pub fn read_inputs<T: Scalar>(
             Ok(vec![check_shape(
                 &node.name,
                 &node.shape,
-                read_npy(&bytes)?,
+                read_npy(bytes)?,
             )?])
         }
-        Some("safetensors") => inputs_from_safetensors(program, &bytes),
+        Some("safetensors") => inputs_from_safetensors(program, bytes),
         _ => Err(format_err(
             "input files must end in .safetensors or .npy".to_string(),
         )),

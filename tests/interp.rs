@@ -429,6 +429,43 @@ fn keep_in_equals_zeroed_columns_and_leaves_weights_alone() {
     assert_ne!(y_masked, y_plain, "the masks must change something");
 }
 
+/// A dropped input channel holding Inf or NaN cannot reach the output (0 * Inf is NaN): the
+/// masked program reads zero there, so the output is finite and equals the masked result on
+/// zeros.
+#[test]
+fn dropped_channels_holding_inf_or_nan_do_not_matter() {
+    let masked = program(
+        &MASKED_NET
+            .replace("{M1}", "keep_in=[1, 3]")
+            .replace("{M2}", "keep_in=[0..4]"),
+    );
+    let w = weights::random(&masked, 3);
+    let x = interp::random_inputs::<f64>(&masked, 4);
+    let want = interp::run(&masked, &w, &x).unwrap();
+    for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        let mut poisoned = x.clone();
+        // Channels 0 and 2 of [1, 4, 5, 5] are dropped by keep_in=[1, 3].
+        for c in [0, 2] {
+            poisoned[0].data[c * 25..(c + 1) * 25].fill(bad);
+        }
+        let got = interp::run(&masked, &w, &poisoned).unwrap();
+        assert!(got[0].data.iter().all(|v| v.is_finite()), "{bad}");
+        assert_eq!(got, want, "{bad}");
+        let f32s = |t: &Tensor<f64>| vec![Tensor::<f32>::from_f64(&t.shape, &t.data)];
+        let got32 = interp::run(&masked, &w, &f32s(&poisoned[0])).unwrap();
+        let want32 = interp::run(&masked, &w, &f32s(&x[0])).unwrap();
+        assert_eq!(got32, want32, "{bad} (f32)");
+    }
+    // A linear layer's dropped features likewise.
+    let linear = program(&flatten_linear(" keep_in=[0, 1]"));
+    let w = inline(&linear);
+    let x: &[f64] = &[1., 2., 3., 4., 0., 0., 0., -1.];
+    let want = interp::run::<f64>(&linear, &w, &inputs(&linear, &[x])).unwrap();
+    let poisoned: &[f64] = &[1., 2., f64::NAN, f64::INFINITY, 0., 0., f64::NAN, -1.];
+    let got = interp::run::<f64>(&linear, &w, &inputs(&linear, &[poisoned])).unwrap();
+    assert_eq!(got, want);
+}
+
 // ---- whole programs -----------------------------------------------------------------------
 
 const SMALL_NET: &str = "model small(%x: f32[2, 3, 9, 9]) -> (%logits, %feat) {

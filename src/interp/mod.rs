@@ -3,7 +3,8 @@
 //! Input: a checked [`Program`], its [`Weights`] and one tensor per model input, each of
 //! exactly the declared shape. Output: one tensor per model output, in order. The meaning is the
 //! *masked program*: a node with `keep_in` behaves as if the weight columns of the dropped input
-//! channels were zero, and a node with `keep_out` as if the weight rows and bias entries of the
+//! channels were zero and those channels of its input were zero too (so their values, even Inf
+//! or NaN, cannot matter), and a node with `keep_out` as if the weight rows and bias entries of the
 //! dropped output channels were zero (so those outputs are exactly 0). A dropped output channel
 //! is *removed*: it stays zero through the per-channel ops downstream (batch norm included; see
 //! [`crate::analysis::removed_channels`]). Masks are applied to a per-node copy of the weights;
@@ -95,27 +96,8 @@ pub fn run<T: Scalar>(
     inputs: &[Tensor<T>],
 ) -> Result<Vec<Tensor<T>>, RunError> {
     check_args(program, weights, inputs)?;
-    let order = program.topo_order();
     let count = program.graph.node_count();
-    let mut position = vec![0; count];
-    for (i, n) in order.iter().enumerate() {
-        position[n.index()] = i;
-    }
-    // dies_after[i]: the values no longer needed once the i-th node in order has run.
-    let mut dies_after: Vec<Vec<NodeIndex>> = vec![Vec::new(); count];
-    for &n in &order {
-        if program.outputs.contains(&n) {
-            continue;
-        }
-        let last = program
-            .users(n)
-            .iter()
-            .map(|u| position[u.index()])
-            .max()
-            .unwrap_or(position[n.index()]);
-        dies_after[last].push(n);
-    }
-
+    let (order, dies_after) = schedule(program);
     let removed = crate::analysis::removed_channels(program);
     let mut values: Vec<Option<Cow<Tensor<T>>>> = vec![None; count];
     for (i, &n) in order.iter().enumerate() {
@@ -128,7 +110,7 @@ pub fn run<T: Scalar>(
                 .expect("Program invariant: every input node is in program.inputs");
             Cow::Borrowed(&inputs[k])
         } else {
-            let operands: Vec<&Tensor<T>> = program
+            let mut operands: Vec<&Tensor<T>> = program
                 .operands(n)
                 .iter()
                 .map(|o| {
@@ -137,6 +119,20 @@ pub fn run<T: Scalar>(
                         .expect("operands run before their users and live until the last one")
                 })
                 .collect();
+            // Dropped input channels read as zero, so that their values (even Inf or NaN)
+            // cannot reach the output through a zeroed weight (0 * Inf is NaN).
+            let masked_input = node.keep_in.as_ref().map(|kept| {
+                let mut x = operands[0].clone();
+                let dropped: Vec<bool> = membership(kept, x.shape[1])
+                    .into_iter()
+                    .map(|keep| !keep)
+                    .collect();
+                kernels::zero_channels(&mut x, &dropped);
+                x
+            });
+            if let Some(x) = &masked_input {
+                operands[0] = x;
+            }
             let params = node_params(program, n, weights);
             let mut out = eval(
                 &node.op,
@@ -170,6 +166,131 @@ pub fn run<T: Scalar>(
                 .clone()
         })
         .collect())
+}
+
+/// The evaluation order ([`Program::topo_order`]) and, for each position in it, the values no
+/// longer needed once the node there has run (model outputs are never dropped).
+fn schedule(program: &Program) -> (Vec<NodeIndex>, Vec<Vec<NodeIndex>>) {
+    let order = program.topo_order();
+    let count = program.graph.node_count();
+    let mut position = vec![0; count];
+    for (i, n) in order.iter().enumerate() {
+        position[n.index()] = i;
+    }
+    let mut dies_after: Vec<Vec<NodeIndex>> = vec![Vec::new(); count];
+    for &n in &order {
+        if program.outputs.contains(&n) {
+            continue;
+        }
+        let last = program
+            .users(n)
+            .iter()
+            .map(|u| position[u.index()])
+            .max()
+            .unwrap_or(position[n.index()]);
+        dies_after[last].push(n);
+    }
+    (order, dies_after)
+}
+
+/// What running a program costs in memory, computed without allocating anything (so that a
+/// model declaring tensors of 2^40 elements gets an answer, not an abort). Every count
+/// saturates at `u64::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Bytes of seeded weights ([`crate::weights::random`]): file-bound parameters as f32
+    /// (4 bytes each), inline ones as f64 (8 bytes). A weights file is memory-mapped instead.
+    pub seeded_bytes: u64,
+    /// The number of parameter elements, all parameters together.
+    pub params: u64,
+    /// An upper bound on the elements [`run`] holds at once: the model inputs, the values alive
+    /// in its order (each dropped after its last user), and, for the node being computed, its
+    /// output, its params converted to the scalar type, a masked copy of its input (`keep_in`)
+    /// and conv2d's im2col buffer; at the end, the copies of the outputs.
+    pub run_elements: u64,
+}
+
+impl MemoryEstimate {
+    /// Bytes of [`MemoryEstimate::run_elements`] in a scalar type of `scalar_bytes` bytes
+    /// (4 for f32, 8 for f64).
+    pub fn run_bytes(&self, scalar_bytes: u64) -> u64 {
+        self.run_elements.saturating_mul(scalar_bytes)
+    }
+}
+
+/// The memory [`run`] (and seeded weights) need for `program`: a safe upper bound, documented
+/// field by field on [`MemoryEstimate`].
+///
+/// ```
+/// let src = "model m(%x: f32[1, 2]) -> (%y) {\n  %y = relu(%x)\n}\n";
+/// let parsed = nnirc::syntax::parse(src);
+/// let program = nnirc::ir::lower(parsed.file.as_ref().unwrap()).program.unwrap();
+/// let need = nnirc::interp::memory_estimate(&program);
+/// // The input, the output being computed, then the copy of the output.
+/// assert_eq!(need.run_elements, 6);
+/// assert_eq!(need.run_bytes(4), 24);
+/// assert_eq!(need.seeded_bytes, 0);
+/// ```
+pub fn memory_estimate(program: &Program) -> MemoryEstimate {
+    let elements = |shape: &[usize]| shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64));
+    let mut seeded_bytes = 0u64;
+    let mut params = 0u64;
+    for p in &program.params {
+        let n = elements(&p.shape);
+        let size = match p.init {
+            crate::ir::ParamInit::File => 4,
+            crate::ir::ParamInit::Inline(_) => 8,
+        };
+        seeded_bytes = seeded_bytes.saturating_add(n.saturating_mul(size));
+        params = params.saturating_add(n);
+    }
+    let (order, dies_after) = schedule(program);
+    let size = |n: NodeIndex| elements(&program.graph[n].shape);
+    let mut live: u64 = program
+        .inputs
+        .iter()
+        .map(|&n| size(n))
+        .fold(0, u64::saturating_add);
+    let mut peak = live;
+    for (i, &n) in order.iter().enumerate() {
+        let node = &program.graph[n];
+        if node.op == Op::Input {
+            continue; // counted from the start: the caller holds the inputs
+        }
+        let mut scratch = size(n);
+        for &p in &node.params {
+            scratch = scratch.saturating_add(elements(&program.params[p].shape));
+        }
+        let operands = program.operands(n);
+        if node.keep_in.is_some() {
+            scratch = scratch.saturating_add(size(operands[0]));
+        }
+        if let (Op::Conv2d(_), Some(&w)) = (&node.op, node.params.first()) {
+            // im2col: C/groups * kh * kw rows of oh * ow columns.
+            let wshape = &program.params[w].shape;
+            let rows = elements(&wshape[1..]);
+            let cols = elements(&node.shape[2..]);
+            scratch = scratch.saturating_add(rows.saturating_mul(cols));
+        }
+        peak = peak.max(live.saturating_add(scratch));
+        live = live.saturating_add(size(n));
+        for &dead in &dies_after[i] {
+            if program.graph[dead].op != Op::Input {
+                live = live.saturating_sub(size(dead));
+            }
+        }
+    }
+    let outputs = program
+        .outputs
+        .iter()
+        .map(|&n| size(n))
+        .fold(0, u64::saturating_add);
+    peak = peak.max(live.saturating_add(outputs));
+    MemoryEstimate {
+        seeded_bytes,
+        params,
+        run_elements: peak,
+    }
 }
 
 fn check_args<T: Scalar>(

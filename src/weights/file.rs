@@ -90,6 +90,13 @@ impl SafetensorsFile {
 /// The map is only as stable as the file: the caller must not change the file while the
 /// returned buffer lives (as with any memory-mapped reader).
 pub fn map_file(path: &Path) -> std::io::Result<Buffer> {
+    // Look before opening: opening a FIFO blocks until a writer comes.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
