@@ -732,12 +732,10 @@ impl Context {
         let mut inputs = vec![path];
         inputs.extend(weights_in.as_deref());
         refuse_clashes(&Vec::from_iter(dot), &inputs)?;
-        let prov = crate::analysis::provenance(&program);
-        let segs = crate::analysis::segment(&program, &prov);
-        let text = crate::analysis::describe(&program, &prov, &segs);
-        let _ = std::io::stdout().write_all(text.as_bytes());
+        let view = crate::analysis::segments_view(&program);
+        let _ = std::io::stdout().write_all(view.text.as_bytes());
         match dot {
-            Some(out) => write_output(out, crate::analysis::dot(&program, &prov, &segs).as_bytes()),
+            Some(out) => write_output(out, view.dot.as_bytes()),
             None => Ok(()),
         }
     }
@@ -806,10 +804,7 @@ impl Context {
         let weights = self.weights(path, &loaded, opts.random_weights)?;
         let mut program = loaded.program;
         if opts.no_masks {
-            for node in program.graph.node_weights_mut() {
-                node.keep_in = None;
-                node.keep_out = None;
-            }
+            program.clear_masks();
         }
         let run = RunFiles {
             path,
