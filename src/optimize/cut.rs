@@ -15,11 +15,20 @@ use crate::ir::ParamId;
 use crate::weights::{Dtype, TensorData, Weights};
 use std::sync::Arc;
 
+/// Where a new parameter's data comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// An old parameter, cut as the [`Cut`] says.
+    Param(ParamId),
+    /// Values computed by the rewrite (a channel mask), stored as F32.
+    Values(Vec<f32>),
+}
+
 /// How one new parameter is taken from an old one, seen as `[rows, columns, inner]` (or
 /// `[rows, inner]` when `columns` is `None`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cut {
-    pub source: ParamId,
+    pub source: Source,
     /// Old row per new row; `None`: a row of `fill`.
     pub rows: Vec<Option<usize>>,
     /// Old column per new column, out of `source_columns`; `None`: a zero column. `None` for
@@ -34,6 +43,18 @@ pub struct Cut {
 }
 
 impl Cut {
+    /// A new parameter holding `values`.
+    pub fn values(values: Vec<f32>) -> Cut {
+        Cut {
+            rows: vec![None; values.len()],
+            source: Source::Values(values),
+            columns: None,
+            source_columns: 0,
+            inner: 1,
+            fill: 0.0,
+        }
+    }
+
     /// Elements of the new tensor.
     fn len(&self) -> usize {
         let width = self.columns.as_ref().map_or(1, Vec::len);
@@ -68,7 +89,10 @@ const LARGE: usize = 4 << 20;
 pub fn cut(weights: &Weights, cuts: &[Cut]) -> Weights {
     let dtypes: Vec<Dtype> = cuts
         .iter()
-        .map(|c| weights.tensor(c.source).dtype())
+        .map(|c| match c.source {
+            Source::Param(p) => weights.tensor(p).dtype(),
+            Source::Values(_) => Dtype::F32,
+        })
         .collect();
     let mut offsets = Vec::with_capacity(cuts.len() + 1);
     let mut total = 0usize;
@@ -119,8 +143,17 @@ fn fill_all(weights: &Weights, cuts: &[Cut], offsets: &[usize], out: &mut [u8]) 
     for (c, w) in cuts.iter().zip(offsets.windows(2)) {
         let (this, tail) = rest.split_at_mut(w[1] - w[0]);
         rest = tail;
-        let source = weights.tensor(c.source);
-        fill(source, c, source.dtype().size(), this);
+        match &c.source {
+            Source::Param(p) => {
+                let source = weights.tensor(*p);
+                fill(source, c, source.dtype().size(), this);
+            }
+            Source::Values(values) => {
+                for (out, v) in this.chunks_exact_mut(4).zip(values) {
+                    out.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
     }
 }
 
@@ -206,7 +239,7 @@ mod tests {
             TensorData::from_f64(&[1.0, 2.0, 3.0]),
         ]);
         let matrix = Cut {
-            source: 0,
+            source: Source::Param(0),
             rows: vec![Some(2), None],
             columns: Some(vec![Some(1), Some(2), None, Some(0)]),
             source_columns: 4,
@@ -214,7 +247,7 @@ mod tests {
             fill: 0.0,
         };
         let vector = Cut {
-            source: 1,
+            source: Source::Param(1),
             rows: vec![Some(2), None, Some(0)],
             columns: None,
             source_columns: 0,
@@ -239,7 +272,7 @@ mod tests {
             let weights = Weights::new(vec![TensorData::from_f32(&w)]);
             let columns = vec![Some(5), Some(3), Some(1), None, Some(0), Some(2)];
             let scrambled = Cut {
-                source: 0,
+                source: Source::Param(0),
                 rows: vec![Some(1), Some(0)],
                 columns: Some(columns.clone()),
                 source_columns: 6,

@@ -10,12 +10,12 @@
 //! `keep_out` rows, removed channels) as empty positions; [`cut`](super::cut) copies them once.
 //! The new graph is built from scratch (a patch, not an edit).
 
-use super::cut::Cut;
+use super::cut::{Cut, Source};
 use super::plan::Plan;
 use super::{OptimizeConfig, OptimizeError};
 use crate::egraph::{plan_reads, PlanReport, ReadChoice, ReadRequest};
 use crate::ir::ops::infer_shape;
-use crate::ir::{Activation, Node, Op, Param, ParamInit, Program};
+use crate::ir::{Activation, Conv2d, Node, Op, Param, ParamInit, Program};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{HashMap, HashSet};
 
@@ -88,7 +88,7 @@ pub fn rewrite(
         let rows_of = |p: usize, fill: f64| {
             let shape = &program.params[node.params[p]].shape;
             let cut = Cut {
-                source: node.params[p],
+                source: Source::Param(node.params[p]),
                 rows: layout.iter().map(|&o| (!removed(o)).then_some(o)).collect(),
                 columns: None,
                 source_columns: 0,
@@ -114,7 +114,7 @@ pub fn rewrite(
                 let rows: Vec<Option<usize>> =
                     layout.iter().map(|&o| keep_out[o].then_some(o)).collect();
                 let weight = Cut {
-                    source: node.params[0],
+                    source: Source::Param(node.params[0]),
                     rows: rows.clone(),
                     columns: Some(columns.iter().map(|c| c.filter(|&c| keep_in[c])).collect()),
                     source_columns: shape[1],
@@ -126,7 +126,7 @@ pub fn rewrite(
                 let mut params = vec![(new_shape, weight)];
                 if let Some(&bias) = node.params.get(1) {
                     let cut = Cut {
-                        source: bias,
+                        source: Source::Param(bias),
                         rows,
                         columns: None,
                         source_columns: 0,
@@ -152,7 +152,7 @@ pub fn rewrite(
                     .map(|&p| {
                         let shape = &program.params[p].shape;
                         let cut = Cut {
-                            source: p,
+                            source: Source::Param(p),
                             rows: (0..shape[0]).map(Some).collect(),
                             columns: None,
                             source_columns: 0,
@@ -172,16 +172,32 @@ pub fn rewrite(
                     .collect();
                 (node.op.clone(), params)
             }
-            Op::Activation(a @ (Activation::Sigmoid | Activation::HardSigmoid)) => {
-                if layout.iter().any(|&p| removed(p)) {
-                    return Err(OptimizeError::Unsupported(format!(
-                        "%{}: {} of a channel removed by keep_out is not zero; export supports \
-                         keep_out only where the removed channel reaches no sigmoid",
-                        node.name,
-                        Op::Activation(*a).name()
-                    )));
-                }
-                (node.op.clone(), Vec::new())
+            Op::Activation(Activation::Sigmoid | Activation::HardSigmoid)
+                if layout.iter().any(|&p| removed(p)) =>
+            {
+                // The activation of a removed channel is not zero (sigmoid(0) = 0.5), but the
+                // masked program's is: a depthwise 1x1 conv after it, weight 1 on kept channels
+                // and 0 on removed ones, takes the node's name and restores the zero.
+                let name = out.fresh(&format!("{}.act", node.name));
+                let act = out.node(
+                    name,
+                    node.op.clone(),
+                    Vec::new(),
+                    &inputs,
+                    node.span.clone(),
+                )?;
+                inputs = vec![act];
+                let mask = layout
+                    .iter()
+                    .map(|&p| if removed(p) { 0.0 } else { 1.0 })
+                    .collect();
+                let conv = Op::Conv2d(Conv2d {
+                    stride: [1, 1],
+                    padding: [0; 4],
+                    dilation: [1, 1],
+                    groups: layout.len(),
+                });
+                (conv, vec![(vec![layout.len(), 1, 1, 1], Cut::values(mask))])
             }
             Op::Gather { indices } | Op::Permute { order: indices } => {
                 let at = positions(&layouts[operands[0].index()]);
@@ -429,9 +445,14 @@ impl Builder {
         inputs: &[NodeIndex],
     ) -> Result<NodeIndex, OptimizeError> {
         let mut ids = Vec::new();
-        for ((shape, cut), &old_id) in params.into_iter().zip(&old.params) {
-            // A parameter shared by several nodes gets one copy per node (their cuts differ).
-            let base = &program.params[old_id].name;
+        for (i, (shape, cut)) in params.into_iter().enumerate() {
+            // A parameter shared by several nodes gets one copy per node (their cuts differ);
+            // a parameter the rewrite makes is named after its node.
+            let base = match old.params.get(i) {
+                Some(&old_id) => program.params[old_id].name.clone(),
+                None => format!("{}.removed_mask", old.name),
+            };
+            let base = &base;
             let mut name = base.clone();
             let mut i = 1;
             while !self.param_names.insert(name.clone()) {
