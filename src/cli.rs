@@ -1076,6 +1076,10 @@ impl Context {
         }
         refuse_clashes(&outputs, &inputs)?;
         let bytes = read_file(path, MAX_ONNX_BYTES)?;
+        // The model's external data files are inputs too.
+        let external = crate::onnx::external_files(&bytes, path);
+        inputs.extend(external.iter().map(PathBuf::as_path));
+        refuse_clashes(&outputs, &inputs)?;
         let spec = match masks {
             Some(m) => {
                 let bytes = read_file(m, MAX_JSON_BYTES)?;
@@ -1142,8 +1146,14 @@ impl Context {
         use crate::eval::{EvalConfig, Split};
         let loaded = self.load(path)?;
         let weights_in = weights_path(path, &loaded.program);
+        let dir = opts
+            .data_dir
+            .as_deref()
+            .unwrap_or(opts.dataset.default_dir());
+        let data_files = crate::eval::files(opts.dataset, dir, Split::Test);
         let mut inputs = vec![path];
         inputs.extend(weights_in.as_deref());
+        inputs.extend(data_files.iter().map(PathBuf::as_path));
         refuse_clashes(&Vec::from_iter(opts.json.as_deref()), &inputs)?;
         let estimate = crate::interp::memory_estimate(&loaded.program);
         let seeded = match opts.random_weights {
@@ -1155,8 +1165,6 @@ impl Context {
             .map_or(0, |p| crate::interp::memory_estimate(&p).run_bytes(4));
         self.check_memory(path, &[("seeded weights", seeded), ("activations", run)])?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
-        let dir = opts.data_dir.as_deref();
-        let dir = dir.unwrap_or(opts.dataset.default_dir());
         let data = crate::eval::load(opts.dataset, dir, Split::Test).map_err(|e| {
             eprintln!("error: {e}");
             Failure::Input

@@ -172,6 +172,29 @@ fn no_command_writes_over_an_input_or_twice_to_one_file() {
 
 #[cfg(unix)]
 #[test]
+fn eval_never_writes_over_its_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    std::fs::write(&labels, b"labels").unwrap();
+    let model = root().join("examples/fashion/fashion_cnn.nnir");
+    expect(
+        2,
+        "over the input",
+        &[
+            "eval",
+            model.to_str().unwrap(),
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--json",
+            labels.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(std::fs::read(&labels).unwrap(), b"labels");
+}
+
+#[test]
 fn a_symlink_or_hard_link_to_an_input_is_the_input() {
     let f = Fixture::new();
     std::os::unix::fs::symlink(f.path("m.safetensors"), f.path("link.safetensors")).unwrap();

@@ -391,6 +391,45 @@ fn cli_import_of_invalid_onnx_exits_1() {
     assert!(err.contains("opset 99 is not supported"), "{err}");
 }
 
+#[test]
+fn import_never_writes_over_its_external_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = external_linear(2, 3, "out.safetensors");
+    let path = dir.path().join("m.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let data = dir.path().join("out.safetensors");
+    let raw: Vec<u8> = (0..6).flat_map(|_| 0.5f32.to_le_bytes()).collect();
+    std::fs::write(&data, &raw).unwrap();
+    assert_eq!(
+        nnirc::onnx::external_files(&m.encode_to_vec(), &path),
+        [data.canonicalize().unwrap()]
+    );
+    // `-o out.nnir` would write its weights to out.safetensors: the model's external data.
+    let out = dir.path().join("out.nnir");
+    let (code, _, err) = common::nnirc(&[
+        "import",
+        path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        raw,
+        "the external data is untouched"
+    );
+    assert!(!out.exists());
+    // Another name works and reads the data.
+    let other = dir.path().join("m.nnir");
+    let (code, _, err) = common::nnirc(&[
+        "import",
+        path.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 /// torch 2.0 writes `AvgPool2d` as `Pad` + `AveragePool`; zero pads on H and W fold into the
 /// pool (counting the padded zeros) or a conv, all-zero pads disappear, anything else is an
 /// error naming the node.

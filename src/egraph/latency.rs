@@ -24,7 +24,6 @@ use super::cost::Cost;
 use super::model::CostModel;
 use serde::Deserialize;
 use std::fmt;
-use std::path::Path;
 
 /// A latency table that failed to load: unreadable, not JSON of the format, or invalid values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +92,6 @@ impl Latency {
             gather: table.gather,
             mac_ns: table.mac_ns,
         })
-    }
-
-    pub fn from_file(path: &Path) -> Result<Latency, LatencyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LatencyError(format!("{}: {e}", path.display())))?;
-        Latency::from_json(&text).map_err(|e| LatencyError(format!("{}: {}", path.display(), e.0)))
     }
 }
 

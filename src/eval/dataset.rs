@@ -220,20 +220,36 @@ impl Dataset {
     }
 }
 
-/// Reads a split of `kind` from `dir`. The IDX files may be gzipped (`NAME.gz`, as Debian
-/// ships them) or not (`NAME`).
-pub fn load(kind: DatasetKind, dir: &Path, split: Split) -> Result<Dataset, DatasetError> {
-    let (images, labels) = match (kind, split) {
+/// The largest IDX file read (Fashion-MNIST's training images are 47 MB unpacked).
+const MAX_IDX_BYTES: u64 = 1 << 30;
+
+/// The IDX file names of a split: images, then labels.
+fn file_names(kind: DatasetKind, split: Split) -> [&'static str; 2] {
+    match (kind, split) {
         (DatasetKind::FashionMnist, Split::Test) => {
-            ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+            ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
         }
         (DatasetKind::FashionMnist, Split::Train) => {
-            ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+            ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
         }
-    };
+    }
+}
+
+/// Every file [`load`] may read for a split (each IDX file plain and gzipped): a command's
+/// inputs, which no output may replace.
+pub fn files(kind: DatasetKind, dir: &Path, split: Split) -> Vec<PathBuf> {
+    file_names(kind, split)
+        .iter()
+        .flat_map(|base| [dir.join(base), dir.join(format!("{base}.gz"))])
+        .collect()
+}
+
+/// Reads a split of `kind` from `dir`. The IDX files may be gzipped (`NAME.gz`, as Debian
+/// ships them) or not (`NAME`); only regular files are read, up to 1 GiB each.
+pub fn load(kind: DatasetKind, dir: &Path, split: Split) -> Result<Dataset, DatasetError> {
     let mut missing = Vec::new();
     let mut found = Vec::new();
-    for base in [images, labels] {
+    for base in file_names(kind, split) {
         let candidates = [dir.join(base), dir.join(format!("{base}.gz"))];
         match candidates.iter().find(|p| p.is_file()) {
             Some(p) => found.push(p.clone()),
@@ -247,10 +263,11 @@ pub fn load(kind: DatasetKind, dir: &Path, split: Split) -> Result<Dataset, Data
         });
     }
     let read = |path: &PathBuf| -> Result<Idx, DatasetError> {
-        let bytes = std::fs::read(path).map_err(|e| DatasetError::Read {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes =
+            crate::files::read_regular(path, MAX_IDX_BYTES).map_err(|e| DatasetError::Read {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         idx::parse(&bytes).map_err(|error| DatasetError::Idx {
             path: path.clone(),
             error,

@@ -17,7 +17,8 @@ mod dataset;
 pub mod idx;
 
 pub use dataset::{
-    load, Dataset, DatasetError, DatasetKind, Split, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR,
+    files, load, Dataset, DatasetError, DatasetKind, Split, FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
 };
 
 use crate::interp::RunError;

@@ -35,7 +35,9 @@ mod masks;
 pub mod proto;
 
 pub use export::{export, export_bytes, OPSET};
-pub use import::{import, import_with_limits, ImportLimits, ImportOptions, Imported, OPSETS};
+pub use import::{
+    external_files, import, import_with_limits, ImportLimits, ImportOptions, Imported, OPSETS,
+};
 pub use masks::apply_masks;
 
 /// Why an export or import failed: a message for the user (exit code 1 in the CLI).

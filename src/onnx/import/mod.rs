@@ -134,6 +134,34 @@ pub fn import(
     import_with_limits(bytes, model_path, opts, &ImportLimits::default())
 }
 
+/// The external data files an ONNX model's initializers name, resolved inside the model's
+/// folder (locations that do not resolve there are left out: [`import`] refuses them). Commands
+/// treat these files as inputs, so that no output is written over one. An undecodable model
+/// names none.
+pub fn external_files(bytes: &[u8], model_path: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(model) = ModelProto::decode(bytes) else {
+        return Vec::new();
+    };
+    let base = model_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut files: Vec<std::path::PathBuf> = model
+        .graph
+        .iter()
+        .flat_map(|g| &g.initializer)
+        .flat_map(|t| &t.external_data)
+        .filter(|e| e.key.as_deref() == Some("location"))
+        .filter_map(|e| {
+            let location = e.value.as_deref()?;
+            crate::files::resolve_inside(base, Path::new(location)).ok()
+        })
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 /// [`import`] under explicit [`ImportLimits`]: a model whose declared tensors need more is an
 /// error naming the tensor and the limit, before the memory is taken.
 pub fn import_with_limits(
