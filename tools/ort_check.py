@@ -16,6 +16,8 @@ With no MODEL it runs every suite (pick some with --suite):
              naive, upscale, upscale-align8.
   zoo        the same for every examples/zoo/*.nnir, after the reference recipe
              `nnirc prune --amount 0.5 --side input --random-weights SEED`.
+  trained    the same for every examples/*/*.nnir with a weights file (the trained
+             Fashion-MNIST model), with its own weights, after `nnirc prune --amount 0.3`.
   roundtrip  every tests/data/onnx/zoo/*.onnx (TorchScript exporter, opset 17, and
              *.dynamo.onnx, dynamo exporter, opset 20), committed graph-only: each external
              initializer gets seeded random data (Kaiming-scaled conv and gemm weights, then
@@ -57,6 +59,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,7 +73,7 @@ import onnxruntime as ort
 from safetensors.numpy import load_file, save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["examples", "zoo", "roundtrip", "zeros"]
+SUITES = ["examples", "zoo", "trained", "roundtrip", "zeros"]
 
 
 class CheckError(Exception):
@@ -201,6 +204,16 @@ def run_ort(path, inputs):
         raise CheckError(f"onnxruntime fails on {path}: {e}") from None
 
 
+def nnir_weights_file(path):
+    """The file named by a .nnir model's `weights "..."` line, or None."""
+    with open(path) as f:
+        for line in f:
+            m = re.match(r'\s*weights\s+"([^"]+)"', line)
+            if m:
+                return m.group(1)
+    return None
+
+
 def nnir_interface(path):
     """(inputs as [(name, shape)], output names) from a .nnir model's header."""
     text = open(path).read()
@@ -256,6 +269,11 @@ def check_nnir(ck, path, random_weights, prune=None):
         if prune is not None:
             pruned = work + "pruned.nnir"
             ck.nnirc("prune", path, "--amount", prune, "--side", "input", "-o", pruned, *rw)
+            if random_weights is None:
+                # The pruned copy names its weights file relative to itself.
+                weights = nnir_weights_file(path)
+                if weights is not None:
+                    shutil.copy(os.path.join(os.path.dirname(path), weights), work + weights)
             path = pruned
         inputs_decl, _ = nnir_interface(path)
         names = [n for n, _ in inputs_decl]
@@ -740,6 +758,10 @@ def main():
             if "zoo" in suites:
                 for m in sorted(glob.glob(os.path.join(ROOT, "examples", "zoo", "*.nnir"))):
                     check_nnir(ck, m, seed, prune=0.5)
+            if "trained" in suites:
+                for m in sorted(glob.glob(os.path.join(ROOT, "examples", "*", "*.nnir"))):
+                    if nnir_weights_file(m) is not None:
+                        check_nnir(ck, m, None, prune=0.3)
             for m in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "onnx", "zoo", "*.onnx"))):
                 zeros = "zeros" in suites and not m.endswith(".dynamo.onnx")
                 if "roundtrip" in suites or zeros:
