@@ -5,16 +5,28 @@ use super::segments::{Segment, Segments};
 use crate::ir::Program;
 use std::fmt::Write;
 
-/// The text and Graphviz views of a model's segments: the library entry of `nnirc segments`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentsView {
-    /// [`describe`]'s text.
-    pub text: String,
-    /// [`dot`]'s digraph.
-    pub dot: String,
+/// A model's segments, to be shown as text or as a Graphviz digraph: the library entry of
+/// `nnirc segments` (the analysis runs once; each view is made when asked for).
+#[derive(Debug, Clone)]
+pub struct SegmentsView<'p> {
+    program: &'p Program,
+    provenance: Provenance,
+    segments: Segments,
 }
 
-/// Analyses `program` and describes its segments.
+impl SegmentsView<'_> {
+    /// [`describe`]'s text.
+    pub fn text(&self) -> String {
+        describe(self.program, &self.provenance, &self.segments)
+    }
+
+    /// [`dot`]'s digraph.
+    pub fn dot(&self) -> String {
+        dot(self.program, &self.provenance, &self.segments)
+    }
+}
+
+/// Analyses `program`'s segments.
 ///
 /// ```
 /// let src = "model m(%x: f32[1, 2, 4, 4]) -> (%y) {
@@ -25,15 +37,16 @@ pub struct SegmentsView {
 /// }";
 /// let program = nnirc::compile(src).program.unwrap();
 /// let view = nnirc::analysis::segments_view(&program);
-/// assert!(view.text.contains("%y"));
-/// assert!(view.dot.starts_with("digraph"));
+/// assert!(view.text().contains("%y"));
+/// assert!(view.dot().starts_with("digraph"));
 /// ```
-pub fn segments_view(program: &Program) -> SegmentsView {
-    let prov = super::provenance(program);
-    let segs = super::segment(program, &prov);
+pub fn segments_view(program: &Program) -> SegmentsView<'_> {
+    let provenance = super::provenance(program);
+    let segments = super::segment(program, &provenance);
     SegmentsView {
-        text: describe(program, &prov, &segs),
-        dot: dot(program, &prov, &segs),
+        program,
+        provenance,
+        segments,
     }
 }
 

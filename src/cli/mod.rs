@@ -617,9 +617,9 @@ impl Context {
         inputs.extend(weights_in.as_deref());
         refuse_clashes(&Vec::from_iter(dot), &inputs)?;
         let view = crate::analysis::segments_view(&program);
-        let _ = std::io::stdout().write_all(view.text.as_bytes());
+        let _ = std::io::stdout().write_all(view.text().as_bytes());
         match dot {
-            Some(out) => write_output(out, view.dot.as_bytes()),
+            Some(out) => write_output(out, view.dot().as_bytes()),
             None => Ok(()),
         }
     }
