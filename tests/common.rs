@@ -79,3 +79,29 @@ pub fn program(source: &str) -> nnirc::ir::Program {
     );
     compiled.program.expect("no diagnostics means a program")
 }
+
+/// A float tensor type `[dims]`.
+pub fn value_info(name: &str, dims: &[i64]) -> nnirc::onnx::proto::ValueInfoProto {
+    use nnirc::onnx::proto::tensor_shape_proto::{dimension, Dimension};
+    nnirc::onnx::proto::ValueInfoProto {
+        name: Some(name.to_string()),
+        r#type: Some(nnirc::onnx::proto::TypeProto {
+            value: Some(nnirc::onnx::proto::type_proto::Value::TensorType(
+                nnirc::onnx::proto::type_proto::Tensor {
+                    elem_type: Some(1),
+                    shape: Some(nnirc::onnx::proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(dimension::Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

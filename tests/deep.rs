@@ -1,6 +1,7 @@
 //! Deep but valid graphs on a small stack: nothing in the front end or the ONNX import recurses
 //! over the graph, so a chain's length is bounded by memory, not by the stack. The models are
 //! generated here (no large files in the repository).
+mod common;
 use nnirc::onnx::proto;
 use prost::Message;
 
@@ -58,28 +59,6 @@ fn a_100k_node_onnx_relu_chain_imports_on_a_small_stack() {
             format!("v{i}")
         }
     };
-    let tensor = |name: &str| proto::ValueInfoProto {
-        name: Some(name.to_string()),
-        r#type: Some(proto::TypeProto {
-            value: Some(proto::type_proto::Value::TensorType(
-                proto::type_proto::Tensor {
-                    elem_type: Some(1),
-                    shape: Some(proto::TensorShapeProto {
-                        dim: [1, 2]
-                            .map(|d| proto::tensor_shape_proto::Dimension {
-                                value: Some(proto::tensor_shape_proto::dimension::Value::DimValue(
-                                    d,
-                                )),
-                                ..Default::default()
-                            })
-                            .to_vec(),
-                    }),
-                },
-            )),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     let model = proto::ModelProto {
         ir_version: Some(8),
         opset_import: vec![proto::OperatorSetIdProto {
@@ -95,8 +74,8 @@ fn a_100k_node_onnx_relu_chain_imports_on_a_small_stack() {
                     ..Default::default()
                 })
                 .collect(),
-            input: vec![tensor("x")],
-            output: vec![tensor(&value(n))],
+            input: vec![common::value_info("x", &[1, 2])],
+            output: vec![common::value_info(&value(n), &[1, 2])],
             ..Default::default()
         }),
         ..Default::default()

@@ -2,6 +2,7 @@
 //! a correct import), never a read outside the model's folder, a hang, an abort on allocation
 //! or a stack overflow.
 mod common;
+use common::value_info;
 use nnirc::onnx::proto::{self, ModelProto};
 use nnirc::onnx::{export, import, import_with_limits, ImportLimits, ImportOptions};
 use prost::Message;
@@ -146,32 +147,6 @@ fn declared_sizes_are_checked_against_the_limit_before_allocating() {
         e.contains("initializer `w`") && e.contains("limit per tensor"),
         "{e}"
     );
-}
-
-/// A float tensor type `[dims]`.
-fn value_info(name: &str, dims: &[i64]) -> proto::ValueInfoProto {
-    use proto::tensor_shape_proto::{dimension, Dimension};
-    proto::ValueInfoProto {
-        name: Some(name.to_string()),
-        r#type: Some(proto::TypeProto {
-            value: Some(proto::type_proto::Value::TensorType(
-                proto::type_proto::Tensor {
-                    elem_type: Some(1),
-                    shape: Some(proto::TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&d| Dimension {
-                                value: Some(dimension::Value::DimValue(d)),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    }),
-                },
-            )),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> proto::NodeProto {
