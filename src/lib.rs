@@ -27,6 +27,7 @@ pub mod eval;
 pub mod files;
 pub mod interp;
 pub mod ir;
+pub mod latency;
 pub mod onnx;
 pub mod optimize;
 pub mod paths;

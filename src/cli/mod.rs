@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod eval;
+mod latency;
 mod onnx;
 mod optimize;
 mod prune;
@@ -206,6 +207,16 @@ pub enum Command {
         #[command(flatten)]
         options: EvalOptions,
     },
+    /// A measured latency model of onnxruntime on the CPU: measure a table, predict a model.
+    ///
+    /// `measure` times every kernel of a model on a grid of channel widths in onnxruntime
+    /// (needs a build with `--features onnxruntime`); `predict` sums a model's kernels, the
+    /// layout reorders the runtime inserts and its overheads from such a table.
+    /// docs/latency.md describes the method and the table format.
+    Latency {
+        #[command(subcommand)]
+        command: latency::LatencyCommand,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -250,6 +261,7 @@ pub fn main() -> ExitCode {
             no_weights,
         ),
         Command::Eval { file, options } => ctx.eval(&file, &options),
+        Command::Latency { command } => ctx.latency(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
