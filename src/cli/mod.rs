@@ -409,9 +409,10 @@ pub enum ModeArg {
     Naive,
     /// One order per segment from the ordering solver.
     Upscale,
-    /// Constrained pruning: coupled consumers prune the union of their pruned channels (a
+    /// Union pruning: coupled consumers prune the union of their pruned channels (a
     /// different, smaller network; the extra pruned channels are reported), exported naively.
-    Constrained,
+    /// (Constrained pruning at a matched amount is `nnirc prune --side output`.)
+    Union,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
