@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use nnirc::ir::{Op, Program};
-use nnirc::prune::{l1_masks, PruneConfig, Side};
+use nnirc::prune::{masks, PruneConfig, Side};
 use std::path::Path;
 
 const TINY: &str = "tests/data/prune/tiny.nnir";
@@ -57,9 +57,11 @@ fn check_pruned_example(file: &str, pruned_path: &Path, side: Side) {
             "{file}: %{}: the other side changed",
             new.name
         );
-        // On the output side, a conv whose channels reach a model output stays whole.
+        // On the output side, a conv whose channels reach a model output stays whole, and so
+        // does a conv tied (by add or mul) to a layer that cannot be masked.
         let visible = side == Side::Output && nnirc::prune::reaches_output(&before, n);
-        if recipe_conv(&after, n) && !visible {
+        let untied = side == Side::Input || mask.is_some();
+        if recipe_conv(&after, n) && !visible && untied {
             let c = after.param_shapes(n)[0][axis];
             let kept = mask
                 .as_ref()
@@ -68,6 +70,28 @@ fn check_pruned_example(file: &str, pruned_path: &Path, side: Side) {
         } else {
             assert_eq!(mask, &None, "{file}: %{} must not be masked", new.name);
         }
+    }
+
+    // Output side: one mask per coupled group (every producer of a segment keeps the same
+    // channels), and at least one group is pruned.
+    if side == Side::Output {
+        let prov = nnirc::analysis::provenance(&after);
+        let segs = nnirc::analysis::segment(&after, &prov);
+        for seg in &segs.segments {
+            let masks: Vec<_> = seg
+                .spaces
+                .iter()
+                .map(|&s| &after.graph[prov.spaces[s].node].keep_out)
+                .collect();
+            assert!(
+                masks.windows(2).all(|w| w[0] == w[1]),
+                "{file}: a coupled group has different masks: {masks:?}"
+            );
+        }
+        assert!(
+            after.graph.node_weights().any(|n| n.keep_out.is_some()),
+            "{file}"
+        );
     }
 
     // The masks change what the model computes.
@@ -186,7 +210,8 @@ fn library_api_matches_the_hand_computation() {
     let p = program(&read(Path::new(TINY)));
     let weights = nnirc::weights::load(&p, &root().join("tests/data/prune")).unwrap();
     let named = |config: &PruneConfig| -> Vec<(String, Vec<usize>)> {
-        l1_masks(&p, &weights, config)
+        masks(&p, &weights, config)
+            .unwrap()
             .into_iter()
             .map(|(n, kept)| (p.graph[n].name.clone(), kept))
             .collect()
@@ -306,7 +331,7 @@ fn usage_errors_exit_2() {
     }
     let (code, _, _) = nnirc(&["prune", file, "--random-weights", "0"]);
     assert_eq!(code, 2, "--amount is required");
-    let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--method", "l2"]);
+    let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--method", "l3"]);
     assert_eq!(code, 2);
     let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--side", "both"]);
     assert_eq!(code, 2);
