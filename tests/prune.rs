@@ -547,7 +547,7 @@ impl nnirc::prune::NodeLatency for Cliff {
         c_out: usize,
     ) -> f64 {
         let macs = nnirc::prune::macs(p, n, c_in, c_out) as f64 * 1e-9;
-        let cliff = p.graph[n].op.is_channel_mixing() && c_out % 8 != 0;
+        let cliff = p.graph[n].op.is_channel_mixing() && !c_out.is_multiple_of(8);
         macs + if cliff { 0.05 } else { 0.0 }
     }
 }
@@ -584,7 +584,7 @@ fn sp_lamp_with_a_synthetic_latency_model() {
         assert!((sum - report.predicted_ms).abs() < 1e-9);
         for g in &report.groups {
             assert!(g.kept >= 1 && g.kept <= g.channels);
-            assert!(g.kept % 8 == 0 || g.kept == g.channels, "{g:?}");
+            assert!(g.kept.is_multiple_of(8) || g.kept == g.channels, "{g:?}");
         }
         // Every group keeps its best channel: the score of one kept channel is 1.
         assert!(report.groups.iter().all(|g| g.score >= 1.0));
@@ -601,7 +601,7 @@ fn sp_lamp_with_a_synthetic_latency_model() {
     )
     .unwrap();
     for g in &pruned.latency.unwrap().groups {
-        assert!(g.kept % 16 == 0 || g.kept == g.channels, "{g:?}");
+        assert!(g.kept.is_multiple_of(16) || g.kept == g.channels, "{g:?}");
     }
 }
 
@@ -641,7 +641,7 @@ fn sp_lamp_cli_budget_step_and_json() {
     );
     for g in l["groups"].as_array().unwrap() {
         let (k, n) = (g["kept"].as_u64().unwrap(), g["channels"].as_u64().unwrap());
-        assert!(k % 8 == 0 || k == n, "{g}");
+        assert!(k.is_multiple_of(8) || k == n, "{g}");
     }
     let (most, _, _) = run("0.9", "8");
     assert_ne!(half, most, "--latency-budget has an effect");

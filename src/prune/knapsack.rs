@@ -114,7 +114,7 @@ pub fn mckp(
     budget: f64,
     buckets: usize,
 ) -> Option<Vec<usize>> {
-    if !(budget >= 0.0) || buckets == 0 {
+    if budget.is_nan() || budget < 0.0 || buckets == 0 {
         return None;
     }
     let w = buckets;
@@ -142,15 +142,15 @@ pub fn mckp(
     for (class, vals) in rounded.iter().zip(values) {
         let mut next = vec![f64::NEG_INFINITY; w + 1];
         let mut pick = vec![u16::MAX; w + 1];
-        for j in 0..=w {
-            if dp[j] == f64::NEG_INFINITY {
+        for (j, &here) in dp.iter().enumerate() {
+            if here == f64::NEG_INFINITY {
                 continue;
             }
             for (k, (r, v)) in class.iter().zip(vals).enumerate() {
                 let Some(r) = r else { continue };
                 let nj = j + r;
-                if nj <= w && dp[j] + v > next[nj] {
-                    next[nj] = dp[j] + v;
+                if nj <= w && here + v > next[nj] {
+                    next[nj] = here + v;
                     pick[nj] = k as u16;
                 }
             }
@@ -328,6 +328,9 @@ pub fn solve(
     })
 }
 
+/// A local-search move: its value gain, its cost change, and the (class, option) it sets.
+type Move = (f64, f64, Vec<(usize, usize)>);
+
 /// Local search on a feasible choice, under the real (coupled) cost: the best move that
 /// raises the value and stays within the budget, repeated while there is one. A move changes
 /// one class, or two classes that share a term (a conv and the group it reads: the moves the
@@ -359,8 +362,8 @@ fn polish(
     let mut spent: f64 = term_cost.iter().sum();
     let mut scratch = choice.clone();
     loop {
-        // (value gain, cost change, classes and options) of the best move so far.
-        let mut best: Option<(f64, f64, Vec<(usize, usize)>)> = None;
+        // The best move so far.
+        let mut best: Option<Move> = None;
         let mut consider =
             |moves: Vec<(usize, usize)>, scratch: &mut Vec<usize>, choice: &[usize]| {
                 let gain: f64 = moves
@@ -561,7 +564,7 @@ mod tests {
                 4
             };
             // MACs-like, plus a penalty for widths that are not multiples of 4.
-            let penalty = if w_out % 4 == 0 { 0.0 } else { 1.0 };
+            let penalty = if w_out.is_multiple_of(4) { 0.0 } else { 1.0 };
             rate[t] * (w_in * w_out) as f64 + penalty
         }
     }
