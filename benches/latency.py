@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""onnxruntime CPU latency of the zoo exports: unpruned, constrained, naive and upscale.
+"""onnxruntime CPU latency of the zoo exports: unpruned, union, naive and upscale.
 
 Run from the repository root after `cargo build --release` (environment: docs/benchmarks.md,
 section "Latency in onnxruntime"):
@@ -21,7 +21,7 @@ every variant):
     nnirc optimize --random-weights 0 pruned.nnir --mode M [--cost-model C] -o V.nnir --report V.json
     nnirc export   V.nnir -o V.onnx
 
-with V = constrained (`--mode constrained`), naive (`--mode naive`), upscale-views (`--mode
+with V = union (`--mode union`), naive (`--mode naive`), upscale-views (`--mode
 upscale --cost-model views`), upscale-graph (`--mode upscale --cost-model graph`) and
 upscale-align8 (`--mode upscale --cost-model views --align 8`: channel counts rounded up to
 multiples of 8, onnxruntime's NCHWc block with AVX2). MACs,
@@ -32,7 +32,7 @@ All variants of one model and amount are then measured in this process: one
 onnxruntime.InferenceSession per variant (CPUExecutionProvider, intra_op_num_threads=1,
 inter_op_num_threads=1, ORT_SEQUENTIAL, default graph optimizations), the same seeded input for
 all; a sanity check (naive and both upscale exports must equal the masked program's outputs,
-relative error <= --rtol; constrained prunes more, so only its deviation is recorded); warm-up
+relative error <= --rtol; union prunes more, so only its deviation is recorded); warm-up
 runs; then --runs rounds, each running every variant once in an order shuffled by a seeded RNG,
 every `run` timed with time.perf_counter (garbage collection off). Reported: median, quartiles,
 min and mean per variant. Then, per variant, a fresh session with enable_profiling=True runs
@@ -66,7 +66,7 @@ ZOO = ["resnet18", "resnet50", "densenet121", "mobilenet_v2", "efficientnet_b0",
 # name -> `nnirc optimize` flags (None: the unmasked model, exported directly)
 VARIANTS = [
     ("unpruned", None),
-    ("constrained", ["--mode", "constrained"]),
+    ("union", ["--mode", "union"]),
     ("naive", ["--mode", "naive"]),
     ("upscale-views", ["--mode", "upscale", "--cost-model", "views"]),
     ("upscale-graph", ["--mode", "upscale", "--cost-model", "graph"]),
@@ -134,8 +134,8 @@ def report_numbers(path):
         rep = json.load(f)
     after = rep["after"]
     out = {k: after[k] for k in ("macs", "params", "selection_ops", "copying_ops", "bytes_copied")}
-    if "constrained_extra_pruned" in rep:
-        out["constrained_extra_pruned"] = rep["constrained_extra_pruned"]
+    if "union_extra_pruned" in rep:
+        out["union_extra_pruned"] = rep["union_extra_pruned"]
     return out
 
 
@@ -476,7 +476,7 @@ def plot(data, path):
     amounts = sorted({r["amount"] for r in data["results"]})
     models = list(dict.fromkeys(r["model"] for r in data["results"]))
     shown = [v for v, _ in VARIANTS if v != "unpruned"]
-    colors = {"constrained": "#9e9e9e", "naive": "#e07b39", "upscale-views": "#3b75af", "upscale-graph": "#6aa84f",
+    colors = {"union": "#9e9e9e", "naive": "#e07b39", "upscale-views": "#3b75af", "upscale-graph": "#6aa84f",
               "upscale-align8": "#8e44ad"}
     fig, axes = plt.subplots(len(amounts), 1, figsize=(10, 3.4 * len(amounts)), squeeze=False)
     width = 0.8 / len(shown)

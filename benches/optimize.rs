@@ -5,7 +5,7 @@
 //! docs/benchmarks.md.
 use criterion::{criterion_group, criterion_main, Criterion};
 use nnirc::optimize::{optimize, Mode, OptimizeConfig};
-use nnirc::prune::{l1_masks, PruneConfig};
+use nnirc::prune::{masks, PruneConfig};
 
 /// A zoo model with the reference masks, and its weights.
 fn masked(name: &str) -> (nnirc::ir::Program, nnirc::weights::Weights) {
@@ -17,7 +17,9 @@ fn masked(name: &str) -> (nnirc::ir::Program, nnirc::weights::Weights) {
         amount: 0.5,
         ..Default::default()
     };
-    for (node, kept) in l1_masks(&program, &weights, &config) {
+    for (node, kept) in
+        masks(&program, &weights, &config).expect("the default recipe scores any model")
+    {
         program.graph[node].keep_in = Some(kept);
     }
     (program, weights)

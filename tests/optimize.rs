@@ -101,11 +101,11 @@ fn optimize_refuses_to_overwrite_its_input() {
 }
 
 #[test]
-fn constrained_prunes_more_and_verifies() {
+fn union_prunes_more_and_verifies() {
     for path in examples() {
-        let (_, report) = optimize(&path, "constrained");
+        let (_, report) = optimize(&path, "union");
         assert!(
-            report["constrained_extra_pruned"].as_u64().unwrap() > 0,
+            report["union_extra_pruned"].as_u64().unwrap() > 0,
             "{}: {report}",
             rel(&path)
         );

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use nnirc::ir::{Op, Program};
-use nnirc::prune::{l1_masks, PruneConfig, Side};
+use nnirc::prune::{masks, PruneConfig, Side};
 use std::path::Path;
 
 const TINY: &str = "tests/data/prune/tiny.nnir";
@@ -57,9 +57,11 @@ fn check_pruned_example(file: &str, pruned_path: &Path, side: Side) {
             "{file}: %{}: the other side changed",
             new.name
         );
-        // On the output side, a conv whose channels reach a model output stays whole.
+        // On the output side, a conv whose channels reach a model output stays whole, and so
+        // does a conv tied (by add or mul) to a layer that cannot be masked.
         let visible = side == Side::Output && nnirc::prune::reaches_output(&before, n);
-        if recipe_conv(&after, n) && !visible {
+        let untied = side == Side::Input || mask.is_some();
+        if recipe_conv(&after, n) && !visible && untied {
             let c = after.param_shapes(n)[0][axis];
             let kept = mask
                 .as_ref()
@@ -68,6 +70,28 @@ fn check_pruned_example(file: &str, pruned_path: &Path, side: Side) {
         } else {
             assert_eq!(mask, &None, "{file}: %{} must not be masked", new.name);
         }
+    }
+
+    // Output side: one mask per coupled group (every producer of a segment keeps the same
+    // channels), and at least one group is pruned.
+    if side == Side::Output {
+        let prov = nnirc::analysis::provenance(&after);
+        let segs = nnirc::analysis::segment(&after, &prov);
+        for seg in &segs.segments {
+            let masks: Vec<_> = seg
+                .spaces
+                .iter()
+                .map(|&s| &after.graph[prov.spaces[s].node].keep_out)
+                .collect();
+            assert!(
+                masks.windows(2).all(|w| w[0] == w[1]),
+                "{file}: a coupled group has different masks: {masks:?}"
+            );
+        }
+        assert!(
+            after.graph.node_weights().any(|n| n.keep_out.is_some()),
+            "{file}"
+        );
     }
 
     // The masks change what the model computes.
@@ -186,7 +210,8 @@ fn library_api_matches_the_hand_computation() {
     let p = program(&read(Path::new(TINY)));
     let weights = nnirc::weights::load(&p, &root().join("tests/data/prune")).unwrap();
     let named = |config: &PruneConfig| -> Vec<(String, Vec<usize>)> {
-        l1_masks(&p, &weights, config)
+        masks(&p, &weights, config)
+            .unwrap()
             .into_iter()
             .map(|(n, kept)| (p.graph[n].name.clone(), kept))
             .collect()
@@ -306,7 +331,7 @@ fn usage_errors_exit_2() {
     }
     let (code, _, _) = nnirc(&["prune", file, "--random-weights", "0"]);
     assert_eq!(code, 2, "--amount is required");
-    let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--method", "l2"]);
+    let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--method", "l3"]);
     assert_eq!(code, 2);
     let (code, _, _) = nnirc(&["prune", file, "--amount", "0.5", "--side", "both"]);
     assert_eq!(code, 2);
@@ -358,4 +383,405 @@ fn invalid_model_exits_1() {
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("Error"), "{stderr}");
+}
+
+/// Prunes `file` with `args` to a temporary file and checks `nnirc optimize --verify` on it.
+/// Without `weights` (a seed), the outputs go beside `file`, whose weights file they name.
+fn prune_and_verify(file: &str, args: &[&str], weights: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let at = match weights {
+        Some(_) => dir.path(),
+        None => Path::new(file).parent().unwrap(),
+    };
+    let out = at.join("p.nnir");
+    let mut all = vec![file, "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    if let Some(seed) = weights {
+        all.extend_from_slice(&["--random-weights", seed]);
+    }
+    prune_ok(&all);
+    let opt = at.join("o.nnir");
+    let mut run = vec![
+        "optimize",
+        out.to_str().unwrap(),
+        "--verify",
+        "-o",
+        opt.to_str().unwrap(),
+    ];
+    if let Some(seed) = weights {
+        run.extend_from_slice(&["--random-weights", seed]);
+    }
+    let (code, _, stderr) = nnirc(&run);
+    assert_eq!(
+        code, 0,
+        "{file} {args:?}: optimize --verify failed:\n{stderr}"
+    );
+}
+
+/// Every method on both sides writes masks that `nnirc optimize --verify` exports exactly:
+/// zoo models (depthwise convs after pruned groups, squeeze-excite muls) with random weights,
+/// and the Fashion-MNIST model with its own weights.
+#[test]
+fn every_method_and_side_verifies_through_optimize() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["fashion_cnn.nnir", "fashion_cnn.safetensors"] {
+        std::fs::copy(root().join("examples/fashion").join(f), dir.path().join(f)).unwrap();
+    }
+    let fashion = dir.path().join("fashion_cnn.nnir");
+    let models: [(&str, Option<&str>); 3] = [
+        ("examples/zoo/mobilenet_v2.nnir", Some("0")),
+        ("examples/zoo/efficientnet_b0.nnir", Some("0")),
+        (fashion.to_str().unwrap(), None),
+    ];
+    for (file, seed) in models {
+        for side in ["input", "output"] {
+            for method in ["l1", "l2", "fpgm", "lamp"] {
+                prune_and_verify(
+                    file,
+                    &["--side", side, "--method", method, "--amount", "0.5"],
+                    seed,
+                );
+            }
+            prune_and_verify(file, &["--side", side, "--global", "--amount", "0.5"], seed);
+        }
+        prune_and_verify(
+            file,
+            &[
+                "--side",
+                "output",
+                "--method",
+                "sp-lamp",
+                "--latency-proxy",
+                "macs",
+                "--latency-budget",
+                "60%",
+            ],
+            seed,
+        );
+    }
+    for side in ["input", "output"] {
+        prune_and_verify(
+            "examples/resnet_bottleneck_block.nnir",
+            &["--side", side, "--method", "bn-scale", "--amount", "0.5"],
+            Some("0"),
+        );
+    }
+}
+
+#[test]
+fn bn_scale_without_a_batch_norm_is_an_error_naming_the_layer() {
+    let (code, stdout, stderr) = nnirc(&[
+        "prune",
+        "examples/zoo/resnet18.nnir",
+        "--random-weights",
+        "0",
+        "--amount",
+        "0.5",
+        "--method",
+        "bn-scale",
+        "--side",
+        "output",
+    ]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(
+        stderr.contains("resnet18.nnir:")
+            && stderr.contains("no batch_norm reads %")
+            && stderr.contains("folded"),
+        "{stderr}"
+    );
+}
+
+/// LAMP keeps a layer's order, so per layer it prunes what l2 prunes; across layers it
+/// differs, and --global with it keeps each layer's best channel.
+#[test]
+fn lamp_and_global() {
+    let file = "examples/zoo/mobilenet_v2.nnir";
+    let base = [file, "--random-weights", "0", "--amount", "0.6"];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        prune_ok(&args).0
+    };
+    assert_eq!(with(&["--method", "lamp"]), with(&["--method", "l2"]));
+    let global = with(&["--method", "lamp", "--global"]);
+    assert_ne!(global, with(&["--method", "lamp"]));
+    assert_ne!(global, with(&["--method", "l2", "--global"]));
+
+    // Each layer keeps the input channel with the largest squared column norm (its LAMP
+    // score-1 channel; ties: the higher index), and the total pruned is floor(0.6 * total).
+    let p = program(&global);
+    let before = program(&read(Path::new(file)));
+    let weights = nnirc::weights::random(&before, 0);
+    let (mut total, mut kept) = (0, 0);
+    for n in before.graph.node_indices() {
+        if !recipe_conv(&before, n) {
+            continue;
+        }
+        let w = before.graph[n].params[0];
+        let cols =
+            nnirc::prune::scores::slices(&weights.values(w), &before.params[w].shape, Side::Input);
+        let sq: Vec<f64> = cols.iter().map(|c| c.iter().map(|v| v * v).sum()).collect();
+        let best = *nnirc::prune::scores::ascending(&sq).last().unwrap();
+        total += sq.len();
+        match &p.graph[n].keep_in {
+            Some(k) => {
+                assert!(k.contains(&best), "%{}", before.graph[n].name);
+                kept += k.len();
+            }
+            None => kept += sq.len(),
+        }
+    }
+    assert_eq!(total - kept, (0.6 * total as f64).floor() as usize);
+}
+
+/// A latency model with a cliff: MACs, plus a large penalty for an output width that is not a
+/// multiple of 8. With --width-step 1 the knapsack may pick any width, and avoids the cliff.
+struct Cliff;
+
+impl nnirc::prune::NodeLatency for Cliff {
+    fn node_ms(
+        &self,
+        p: &Program,
+        n: petgraph::graph::NodeIndex,
+        c_in: usize,
+        c_out: usize,
+    ) -> f64 {
+        let macs = nnirc::prune::macs(p, n, c_in, c_out) as f64 * 1e-9;
+        let cliff = p.graph[n].op.is_channel_mixing() && !c_out.is_multiple_of(8);
+        macs + if cliff { 0.05 } else { 0.0 }
+    }
+}
+
+#[test]
+fn sp_lamp_with_a_synthetic_latency_model() {
+    use nnirc::prune::{LatencyBudget, LatencySource, Method};
+    let source = read(Path::new("examples/zoo/mobilenet_v2.nnir"));
+    let compiled = nnirc::compile(&source);
+    let p = compiled.program.as_ref().unwrap();
+    let weights = nnirc::weights::random(p, 0);
+    let config = |latency: LatencySource, step: usize, budget: f64| PruneConfig {
+        method: Method::SpLamp,
+        side: Side::Output,
+        budget: Some(LatencyBudget::Fraction(budget)),
+        latency: Some(latency),
+        width_step: step,
+        ..PruneConfig::default()
+    };
+    let cliff = LatencySource(std::sync::Arc::new(Cliff));
+    for budget in [0.5, 0.7, 0.9] {
+        let pruned = nnirc::prune::prune(
+            &source,
+            &compiled.parsed,
+            p,
+            &weights,
+            &config(cliff.clone(), 1, budget),
+        )
+        .unwrap();
+        let report = pruned.latency.unwrap();
+        assert!(report.predicted_ms <= report.budget_ms, "{budget}");
+        assert!((report.budget_ms - budget * report.dense_ms).abs() < 1e-12);
+        let sum: f64 = report.nodes.iter().map(|r| r.ms).sum();
+        assert!((sum - report.predicted_ms).abs() < 1e-9);
+        for g in &report.groups {
+            assert!(g.kept >= 1 && g.kept <= g.channels);
+            assert!(g.kept.is_multiple_of(8) || g.kept == g.channels, "{g:?}");
+        }
+        // Every group keeps its best channel: the score of one kept channel is 1.
+        assert!(report.groups.iter().all(|g| g.score >= 1.0));
+        assert!(pruned.layers.iter().all(|l| l.kept >= 1));
+    }
+    // A step of 16: every kept width is a multiple of 16 or the full width.
+    let macs = LatencySource(std::sync::Arc::new(nnirc::prune::MacsLatency));
+    let pruned = nnirc::prune::prune(
+        &source,
+        &compiled.parsed,
+        p,
+        &weights,
+        &config(macs, 16, 0.6),
+    )
+    .unwrap();
+    for g in &pruned.latency.unwrap().groups {
+        assert!(g.kept.is_multiple_of(16) || g.kept == g.channels, "{g:?}");
+    }
+}
+
+#[test]
+fn sp_lamp_cli_budget_step_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let file = "examples/resnet_bottleneck_block.nnir";
+    let run = |budget: &str, step: &str| {
+        let (text, stderr) = prune_ok(&[
+            file,
+            "--random-weights",
+            "0",
+            "--side",
+            "output",
+            "--method",
+            "sp-lamp",
+            "--latency-proxy",
+            "macs",
+            "--latency-budget",
+            budget,
+            "--width-step",
+            step,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (text, stderr, report)
+    };
+    let (half, stderr, report) = run("50%", "8");
+    let l = &report["latency"];
+    assert!(l["predicted_ms"].as_f64() <= l["budget_ms"].as_f64());
+    assert!(
+        stderr.contains("predicted latency:") && stderr.contains("score"),
+        "{stderr}"
+    );
+    for g in l["groups"].as_array().unwrap() {
+        let (k, n) = (g["kept"].as_u64().unwrap(), g["channels"].as_u64().unwrap());
+        assert!(k.is_multiple_of(8) || k == n, "{g}");
+    }
+    let (most, _, _) = run("0.9", "8");
+    assert_ne!(half, most, "--latency-budget has an effect");
+    let (step4, _, _) = run("50%", "4");
+    assert_ne!(half, step4, "--width-step has an effect");
+    let dense_ms = l["dense_ms"].as_f64().unwrap();
+    let (abs, _, report) = run(&format!("{}ms", dense_ms * 0.5), "8");
+    assert_eq!(abs, half, "12.5ms-style budgets mean the same as fractions");
+    assert_eq!(
+        report["latency"]["budget"]["Ms"].as_f64(),
+        Some(dense_ms * 0.5)
+    );
+
+    let summary = prune_ok(&[
+        file,
+        "--random-weights",
+        "0",
+        "--side",
+        "output",
+        "--method",
+        "sp-lamp",
+        "--latency-proxy",
+        "macs",
+        "--latency-budget",
+        "70%",
+    ])
+    .1;
+    insta::assert_snapshot!("sp_lamp_summary", summary);
+}
+
+#[test]
+fn sp_lamp_usage_and_budget_errors() {
+    let file = "examples/resnet_bottleneck_block.nnir";
+    let base = [file, "--random-weights", "0", "--method", "sp-lamp"];
+    let code = |extra: &[&str]| {
+        let mut args = vec!["prune"];
+        args.extend_from_slice(&base);
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = nnirc(&args);
+        assert_eq!(stdout, "");
+        (code, stderr)
+    };
+    let out = ["--side", "output"];
+    let cases: [(&[&str], i32, &str); 8] = [
+        (
+            &["--side", "output", "--latency-budget", "50%"],
+            2,
+            "latency predictor",
+        ),
+        (
+            &[
+                "--side",
+                "output",
+                "--latency-budget",
+                "50%",
+                "--latency-table",
+                "t.json",
+            ],
+            2,
+            "not supported",
+        ),
+        (
+            &["--latency-budget", "50%", "--latency-proxy", "macs"],
+            2,
+            "--side output",
+        ),
+        (
+            &[out[0], out[1], "--latency-proxy", "macs"],
+            2,
+            "latency budget",
+        ),
+        (
+            &[
+                out[0],
+                out[1],
+                "--latency-proxy",
+                "macs",
+                "--latency-budget",
+                "12",
+            ],
+            2,
+            "12ms",
+        ),
+        (
+            &[
+                out[0],
+                out[1],
+                "--latency-proxy",
+                "macs",
+                "--latency-budget",
+                "50%",
+                "--amount",
+                "0.5",
+            ],
+            2,
+            "--amount",
+        ),
+        (
+            &[
+                out[0],
+                out[1],
+                "--latency-proxy",
+                "macs",
+                "--latency-budget",
+                "50%",
+                "--global",
+            ],
+            2,
+            "--global",
+        ),
+        (
+            &[
+                out[0],
+                out[1],
+                "--latency-proxy",
+                "macs",
+                "--latency-budget",
+                "0.000001ms",
+            ],
+            1,
+            "below the smallest",
+        ),
+    ];
+    for (extra, expected, says) in cases {
+        let (c, stderr) = code(extra);
+        assert_eq!(c, expected, "{extra:?}: {stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+    let (c, stderr, _) = {
+        let (c, o, e) = nnirc(&[
+            "prune",
+            file,
+            "--random-weights",
+            "0",
+            "--amount",
+            "0.5",
+            "--latency-proxy",
+            "macs",
+        ]);
+        (c, e, o)
+    };
+    assert_eq!(c, 2, "{stderr}");
 }

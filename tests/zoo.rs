@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use nnirc::optimize::{optimize, verify, Mode, OptimizeConfig};
 use nnirc::optimize::{program_stats, CopySemantics};
-use nnirc::prune::{l1_masks, PruneConfig};
+use nnirc::prune::{masks, PruneConfig};
 
 /// DESIGN.md section 4: (model, naive copying ops, naive MB, UPSCALE reference ops, MB).
 const REFERENCE: [(&str, usize, f64, usize, f64); 6] = [
@@ -34,7 +34,9 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
             std::fs::read_to_string(root().join(format!("examples/zoo/{name}.nnir"))).unwrap();
         let mut program = program(&source);
         let weights = nnirc::weights::random(&program, 0);
-        for (n, kept) in l1_masks(&program, &weights, &PruneConfig::default()) {
+        for (n, kept) in masks(&program, &weights, &PruneConfig::default())
+            .expect("the default recipe scores any model")
+        {
             program.graph[n].keep_in = Some(kept);
         }
         let run = |mode| {

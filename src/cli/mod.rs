@@ -128,13 +128,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         dot: Option<PathBuf>,
     },
-    /// Write a copy of a model with L1 magnitude-pruning masks.
+    /// Write a copy of a model with channel-pruning masks.
     ///
-    /// The reference recipe (docs/cli.md): every conv2d with groups == 1 that does not read a
-    /// model input directly (the image stem) keeps all but the floor(AMOUNT * C) channels of
-    /// the chosen side whose weight slices have the smallest L1 norm (ties: the lower channel
-    /// index is pruned first; at least one channel is always kept). Depthwise and grouped
-    /// convs are never masked, linear layers only with --include-linear.
+    /// The default is the reference recipe (docs/cli.md): every conv2d with groups == 1 that
+    /// does not read a model input directly (the image stem) keeps all but the
+    /// floor(AMOUNT * C) input channels whose weight columns have the smallest L1 norm (ties:
+    /// the lower channel index is pruned first; at least one channel is always kept).
+    /// Depthwise and grouped convs are never masked, linear layers only with
+    /// --include-linear. --side output prunes output channels, one mask per coupled group
+    /// (the constrained mode); --global sets one threshold across layers by LAMP; --method
+    /// sp-lamp chooses group widths under --latency-budget.
     ///
     /// Every existing mask of the chosen side is replaced: layers the recipe prunes get the
     /// new mask, all others lose theirs. Masks of the other side are kept. The output is the
@@ -310,17 +313,44 @@ pub struct RunOptions {
 /// Options of `nnirc prune`.
 #[derive(Debug, clap::Args)]
 pub struct PruneOptions {
-    /// How channels are scored (the lowest are pruned).
+    /// How channels are scored (the lowest are pruned): l1, l2, fpgm, bn-scale, lamp, or
+    /// sp-lamp (one width per coupled group under --latency-budget). Formulas: docs/cli.md.
     #[arg(long, value_enum, default_value_t = Method::L1)]
     pub method: Method,
-    /// Fraction of each layer's channels to prune, in [0, 1): floor(AMOUNT * C) channels go.
+    /// Fraction of channels to prune, in [0, 1): floor(AMOUNT * C) of each layer's (or
+    /// group's) C channels go; with --global, floor(AMOUNT * total) across all of them.
+    /// Required, except with sp-lamp, which refuses it.
     #[arg(long, value_parser = parse_amount)]
-    pub amount: f64,
-    /// Which channels to prune: input (writes keep_in, the reference recipe) or output
-    /// (writes keep_out).
+    pub amount: Option<f64>,
+    /// Which channels to prune: input (writes keep_in, each consumer on its own: the
+    /// reference recipe, unconstrained) or output (writes keep_out, one mask per coupled
+    /// group of producers tied by add or mul: structured, constrained).
     #[arg(long, value_enum, default_value_t = Side::Input)]
     pub side: Side,
-    /// Also mask linear layers (by the L1 norm of weight columns or rows).
+    /// One threshold across all layers (groups) on LAMP-normalised scores instead of the same
+    /// amount in each; every layer keeps its best channel.
+    #[arg(long)]
+    pub global: bool,
+    /// sp-lamp: the predicted latency to stay within: milliseconds (12.5ms) or a fraction of
+    /// the dense model's predicted latency (0.7 or 70%).
+    #[arg(long, value_name = "BUDGET", value_parser = parse_budget)]
+    pub latency_budget: Option<crate::prune::LatencyBudget>,
+    /// sp-lamp: a latency table measured on the deploy runtime. Not wired in yet: the table
+    /// format is being built (issue 12); giving one is an error for now.
+    #[arg(long, value_name = "T", conflicts_with = "latency_proxy")]
+    pub latency_table: Option<PathBuf>,
+    /// sp-lamp: predict latency by a proxy instead of a table: `macs` (multiply-adds of
+    /// convs and linear layers, 1 ms per 10^9; not a measurement).
+    #[arg(long, value_enum, value_name = "PROXY")]
+    pub latency_proxy: Option<LatencyProxy>,
+    /// sp-lamp: kept widths are multiples of N (or a group's full width). Default 8.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub width_step: Option<u32>,
+    /// sp-lamp: write the chosen widths and predicted latencies (per node, total, budget,
+    /// score) as JSON.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
+    /// Also mask linear layers (by the scores of their weight columns or rows).
     #[arg(long)]
     pub include_linear: bool,
     /// Score seeded random weights (the same as `nnirc run --random-weights SEED`) instead of
@@ -333,6 +363,18 @@ pub struct PruneOptions {
     /// List every masked layer in the summary.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// A latency predictor that needs no table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatencyProxy {
+    /// Multiply-adds of convs and linear layers (1 ms per 10^9).
+    Macs,
+}
+
+/// `--latency-budget`: see [`crate::prune::LatencyBudget`].
+fn parse_budget(s: &str) -> Result<crate::prune::LatencyBudget, String> {
+    s.parse()
 }
 
 /// `--amount`: a number in [0, 1).
@@ -421,9 +463,10 @@ pub enum ModeArg {
     Naive,
     /// One order per segment from the ordering solver.
     Upscale,
-    /// Constrained pruning: coupled consumers prune the union of their pruned channels (a
+    /// Union pruning: coupled consumers prune the union of their pruned channels (a
     /// different, smaller network; the extra pruned channels are reported), exported naively.
-    Constrained,
+    /// (Constrained pruning at a matched amount is `nnirc prune --side output`.)
+    Union,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

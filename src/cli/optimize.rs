@@ -70,7 +70,7 @@ impl Context {
             mode: match opts.mode {
                 ModeArg::Naive => Mode::Naive,
                 ModeArg::Upscale => Mode::Upscale,
-                ModeArg::Constrained => Mode::Constrained,
+                ModeArg::Union => Mode::Union,
             },
             solver: match opts.solver {
                 SolverArg::Exact => SolverKind::Exact,

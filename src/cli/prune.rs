@@ -1,15 +1,81 @@
 //! `nnirc prune`: masks written into the source, one call to [`crate::prune::prune`].
 
 use super::*;
+use crate::prune::{LatencySource, PruneError};
+
+/// The latency predictor of `--method sp-lamp`: the one place a measured table plugs in.
+///
+/// `--latency-proxy macs` gives [`crate::prune::MacsLatency`]. A `--latency-table` is refused
+/// until the table type exists (issue 12); wiring it is: read the file here, parse it, and
+/// return `Some(LatencySource(Arc::new(table)))` for a table type that implements
+/// [`crate::prune::NodeLatency`].
+fn latency_predictor(opts: &PruneOptions) -> Result<Option<LatencySource>, Failure> {
+    if let Some(table) = &opts.latency_table {
+        return Err(Failure::Usage(format!(
+            "--latency-table {}: measured latency tables are not supported by this build yet \
+             (use --latency-proxy macs for a multiply-add proxy)",
+            table.display()
+        )));
+    }
+    Ok(opts.latency_proxy.map(|proxy| match proxy {
+        LatencyProxy::Macs => LatencySource(std::sync::Arc::new(crate::prune::MacsLatency)),
+    }))
+}
 
 impl Context {
     pub(super) fn prune(&self, path: &Path, opts: &PruneOptions) -> Result<(), Failure> {
+        let sp_lamp = opts.method == Method::SpLamp;
+        let amount = match (opts.amount, sp_lamp) {
+            (Some(a), false) => a,
+            (None, true) => 0.0,
+            (None, false) => {
+                return Err(Failure::Usage(
+                    "--amount is required (except with --method sp-lamp)".to_string(),
+                ))
+            }
+            (Some(_), true) => {
+                return Err(Failure::Usage(
+                    "--amount does not apply to --method sp-lamp: it chooses widths under \
+                     --latency-budget"
+                        .to_string(),
+                ))
+            }
+        };
+        if !sp_lamp
+            && (opts.latency_table.is_some()
+                || opts.latency_proxy.is_some()
+                || opts.width_step.is_some())
+        {
+            return Err(Failure::Usage(
+                "--latency-table, --latency-proxy and --width-step only apply to --method sp-lamp"
+                    .to_string(),
+            ));
+        }
+        let latency = latency_predictor(opts)?;
+        let config = PruneConfig {
+            method: opts.method,
+            amount,
+            side: opts.side,
+            include_linear: opts.include_linear,
+            global: opts.global,
+            budget: opts.latency_budget,
+            width_step: opts.width_step.map_or(8, |n| n as usize),
+            latency,
+        };
+        config.check().map_err(|e| Failure::Usage(e.to_string()))?;
+
         let loaded = self.load(path)?;
         let program = &loaded.program;
         let weights_in = weights_path(path, program);
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(weights_in.as_deref());
-        refuse_clashes(&Vec::from_iter(opts.output.as_deref()), &inputs)?;
+        inputs.extend(opts.latency_table.as_deref());
+        let outputs: Vec<&Path> = [&opts.output, &opts.json]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect();
+        refuse_clashes(&outputs, &inputs)?;
         let estimate = crate::interp::memory_estimate(program);
         let seeded = match opts.random_weights {
             Some(_) => estimate.seeded_bytes,
@@ -19,50 +85,124 @@ impl Context {
             path,
             &[
                 ("seeded weights", seeded),
-                ("scores", estimate.params.saturating_mul(8)),
+                ("scores", estimate.params.saturating_mul(16)),
             ],
         )?;
         let weights = self.weights(path, &loaded, opts.random_weights)?;
-        let config = PruneConfig {
-            method: opts.method,
-            amount: opts.amount,
-            side: opts.side,
-            include_linear: opts.include_linear,
-        };
         let pruned =
-            crate::prune::prune(&loaded.source, &loaded.parsed, program, &weights, &config);
-        let (mut kept, mut total) = (0, 0);
-        let mut summary = String::new();
-        for layer in &pruned.layers {
-            kept += layer.kept;
-            total += layer.channels;
-            if opts.verbose {
-                summary += &format!(
-                    "  %{}: kept {} / {} {} channels\n",
-                    layer.name,
-                    layer.kept,
-                    layer.channels,
-                    config.side.name()
-                );
-            }
+            match crate::prune::prune(&loaded.source, &loaded.parsed, program, &weights, &config) {
+                Ok(p) => p,
+                Err(PruneError::Config(m)) => return Err(Failure::Usage(m)),
+                Err(PruneError::Model {
+                    message,
+                    name,
+                    span,
+                }) => {
+                    let line = loaded.source[..span.start.min(loaded.source.len())]
+                        .matches('\n')
+                        .count()
+                        + 1;
+                    eprintln!("error: {}:{line}: %{name}: {message}", path.display());
+                    return Err(Failure::Input);
+                }
+                Err(e @ PruneError::Latency(_)) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    return Err(Failure::Input);
+                }
+            };
+        eprint!("{}", summary(path, &config, &pruned, opts.verbose));
+        let mut staged = Outputs::default();
+        if let Some(json) = &opts.json {
+            let report = serde_json::json!({
+                "model": path.display().to_string(),
+                "method": opts.method.to_possible_value().map(|v| v.get_name().to_string()),
+                "side": config.side.name(),
+                "amount": opts.amount,
+                "global": config.global,
+                "eligible": pruned.eligible,
+                "units": pruned.units,
+                "replaced": pruned.replaced,
+                "layers": pruned.layers,
+                "latency": pruned.latency,
+            });
+            let text = serde_json::to_string_pretty(&report).expect("the report serializes");
+            stage(&mut staged, json, &[text.as_bytes()])?;
         }
-        eprint!(
-            "{}: {} side, amount {}: masked {} of {} eligible layers, kept {kept} / {total} \
-             of their channels; {} masks replaced: {}\n{summary}",
-            path.display(),
-            config.side.name(),
-            config.amount,
-            pruned.layers.len(),
-            pruned.eligible,
-            config.side.mask_kind().keyword(),
-            pruned.replaced,
-        );
         match &opts.output {
-            Some(out) => write_output(out, pruned.text.as_bytes()),
+            Some(out) => stage(&mut staged, out, &[pruned.text.as_bytes()])?,
             None => {
                 let _ = std::io::stdout().write_all(pruned.text.as_bytes());
-                Ok(())
             }
         }
+        commit(staged)
     }
+}
+
+/// The stderr summary: what was masked, and for sp-lamp the predicted latency per layer.
+fn summary(
+    path: &Path,
+    config: &PruneConfig,
+    pruned: &crate::prune::Pruned,
+    verbose: bool,
+) -> String {
+    let (mut kept, mut total) = (0, 0);
+    let mut layers = String::new();
+    for layer in &pruned.layers {
+        kept += layer.kept;
+        total += layer.channels;
+        if verbose {
+            layers += &format!(
+                "  %{}: kept {} / {} {} channels\n",
+                layer.name,
+                layer.kept,
+                layer.channels,
+                config.side.name()
+            );
+        }
+    }
+    let how = match (&pruned.latency, config.global) {
+        (Some(_), _) => "sp-lamp".to_string(),
+        (None, true) => format!("global amount {}", config.amount),
+        (None, false) => format!("amount {}", config.amount),
+    };
+    let units = match config.side {
+        Side::Output => format!(" in {} coupled groups", pruned.units),
+        Side::Input => String::new(),
+    };
+    let mut out = format!(
+        "{}: {} side, {how}: masked {} of {} eligible layers{units}, kept {kept} / {total} of \
+         their channels; {} masks replaced: {}\n{layers}",
+        path.display(),
+        config.side.name(),
+        pruned.layers.len(),
+        pruned.eligible,
+        config.side.mask_kind().keyword(),
+        pruned.replaced,
+    );
+    if let Some(l) = &pruned.latency {
+        out += "  predicted latency per layer (ms, dense -> pruned; c_in -> c_out):\n";
+        for row in l
+            .nodes
+            .iter()
+            .filter(|r| r.op == "conv2d" || r.op == "linear")
+        {
+            out += &format!(
+                "    %{}: {:.4} -> {:.4} ({} -> {})\n",
+                row.name, row.dense_ms, row.ms, row.c_in, row.c_out
+            );
+        }
+        out += &format!(
+            "  predicted latency: {:.4} ms of a {:.4} ms budget (dense {:.4} ms, {:.4} ms of it \
+             unchanged by pruning); score {:.4} of {:.4}; {} knapsack rounds{}\n",
+            l.predicted_ms,
+            l.budget_ms,
+            l.dense_ms,
+            l.constant_ms,
+            l.score,
+            l.max_score,
+            l.rounds,
+            if l.converged { ", converged" } else { "" },
+        );
+    }
+    out
 }

@@ -16,20 +16,20 @@
 //! [`verify`] runs both programs; [`report`](Report) counts copies, MACs and params before (the
 //! naive plan of the same masks, graph only: no weight is cut for it) and after.
 
-mod constrain;
 mod cut;
 mod plan;
 mod report;
 mod rewrite;
+mod union;
 mod verify;
 
-pub use constrain::constrain;
 pub use cut::Cut;
 pub use plan::{plan, plan_like, Plan, SegmentPlan};
 pub use report::{
     program_stats, segment_stats, CopySemantics, EgraphStats, ProgramStats, Report, SegmentStats,
 };
 pub use rewrite::{Read, ReadKind};
+pub use union::union_masks;
 pub use verify::{verification, verify, Deviation, Verification, F32_TOLERANCE, F64_TOLERANCE};
 
 use crate::egraph::{self, CostModel, Graph, Latency, Views};
@@ -49,9 +49,9 @@ pub enum Mode {
     /// One order per segment from the ordering solver, so more consumers read ranges.
     #[default]
     Upscale,
-    /// Constrained pruning: coupled consumers prune the union of their pruned channels (a
-    /// different, smaller masked program, see [`constrain`]), exported naively.
-    Constrained,
+    /// Union pruning: coupled consumers prune the union of their pruned channels (a
+    /// different, smaller masked program, see [`union_masks`]), exported naively.
+    Union,
 }
 
 impl Mode {
@@ -64,7 +64,7 @@ impl Mode {
         match self {
             Mode::Naive => "naive",
             Mode::Upscale => "upscale",
-            Mode::Constrained => "constrained",
+            Mode::Union => "union",
         }
     }
 }
@@ -259,9 +259,9 @@ pub fn optimize(
     };
     let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
     let (target, extra_pruned) = match config.mode {
-        Mode::Constrained => {
-            let (constrained, extra) = constrain(program);
-            (std::borrow::Cow::Owned(constrained), Some(extra))
+        Mode::Union => {
+            let (united, extra) = union_masks(program);
+            (std::borrow::Cow::Owned(united), Some(extra))
         }
         _ => (std::borrow::Cow::Borrowed(program), None),
     };
@@ -293,7 +293,7 @@ pub fn optimize(
             ..config.clone()
         };
         let plan = match config.mode {
-            Mode::Constrained => plan::plan(program, &naive),
+            Mode::Union => plan::plan(program, &naive),
             _ => plan::plan_like(program, &plan, &naive),
         };
         let stats = program_stats(&rewrite::rewrite(program, &plan, &naive)?.program, copies);
@@ -327,7 +327,7 @@ pub fn optimize(
         before,
         after,
         segments: segment_stats(&target, &plan, &rewritten.reads, copies),
-        constrained_extra_pruned: extra_pruned,
+        union_extra_pruned: extra_pruned,
         timings_ms: timings,
         verify,
     };

@@ -168,9 +168,9 @@ pub struct Report {
     pub before: ProgramStats,
     pub after: ProgramStats,
     pub segments: Vec<SegmentStats>,
-    /// Constrained mode: input channels (or features) pruned beyond the original masks.
+    /// Union mode: input channels (or features) pruned beyond the original masks.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub constrained_extra_pruned: Option<usize>,
+    pub union_extra_pruned: Option<usize>,
     pub timings_ms: std::collections::BTreeMap<String, f64>,
     pub verify: Option<Verification>,
 }
@@ -227,10 +227,10 @@ impl Report {
                 e.nodes, e.iterations, e.stop_reason
             );
         }
-        if let Some(extra) = self.constrained_extra_pruned {
+        if let Some(extra) = self.union_extra_pruned {
             let _ = writeln!(
                 out,
-                "  constrained: {extra} input channels pruned beyond the masks"
+                "  union: {extra} input channels pruned beyond the masks"
             );
         }
         if let Some(v) = &self.verify {

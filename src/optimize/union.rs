@@ -1,10 +1,13 @@
-//! The constrained closure: coupled consumers prune the union of what each prunes.
+//! The union closure (`nnirc optimize --mode union`): coupled consumers prune the union of
+//! what each prunes.
 //!
-//! Constrained pruning is what pruners do to avoid copies: every consumer of a segment keeps
+//! This is one way pruners avoid copies: every consumer of a segment keeps
 //! only the channels that *all* of them keep, so they all read the same set and the export
 //! needs no selection. It changes the network (it prunes more), so it is a different masked
-//! program; [`constrain`] returns it with the count of extra pruned input channels, for the
-//! accuracy/latency comparison the UPSCALE paper makes.
+//! program; [`union_masks`] returns it with the count of extra pruned input channels, for the
+//! accuracy/latency comparison the UPSCALE paper makes. (The other constrained mode, one
+//! `keep_out` mask per coupled group of producers at a matched amount, is a pruner:
+//! `nnirc prune --side output`, [`crate::prune`].)
 
 use crate::analysis::{self, Segments};
 use crate::ir::Program;
@@ -12,7 +15,7 @@ use crate::ir::Program;
 /// The program with every channel-mixing consumer's `keep_in` narrowed to what all consumers
 /// of each segment it reads keep, and the number of input channels (or features) this prunes
 /// beyond the original masks.
-pub fn constrain(program: &Program) -> (Program, usize) {
+pub fn union_masks(program: &Program) -> (Program, usize) {
     let prov = analysis::provenance(program);
     let segs: Segments = analysis::segment(program, &prov);
     // Per segment, the channels every consumer keeps.
