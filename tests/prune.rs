@@ -685,6 +685,10 @@ fn sp_lamp_usage_and_budget_errors() {
         (code, stderr)
     };
     let out = ["--side", "output"];
+    let v1_table = common::root()
+        .join("tests/data/latency_example.json")
+        .display()
+        .to_string();
     let cases: [(&[&str], i32, &str); 8] = [
         (
             &["--side", "output", "--latency-budget", "50%"],
@@ -698,10 +702,10 @@ fn sp_lamp_usage_and_budget_errors() {
                 "--latency-budget",
                 "50%",
                 "--latency-table",
-                "t.json",
+                v1_table.as_str(),
             ],
-            2,
-            "not supported",
+            1,
+            "no \"version\" field",
         ),
         (
             &["--latency-budget", "50%", "--latency-proxy", "macs"],
@@ -784,4 +788,58 @@ fn sp_lamp_usage_and_budget_errors() {
         (c, e, o)
     };
     assert_eq!(c, 2, "{stderr}");
+}
+
+#[test]
+fn sp_lamp_with_a_measured_table_stays_in_budget_on_block_widths() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp.nnir");
+    let json = dir.path().join("sp.json");
+    let table = common::root().join("docs/latency/tables/fashion_cnn.json");
+    let (code, _, stderr) = nnirc(&[
+        "prune",
+        "examples/fashion/fashion_cnn.nnir",
+        "--method",
+        "sp-lamp",
+        "--side",
+        "output",
+        "--latency-budget",
+        "60%",
+        "--latency-table",
+        table.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let text = report.to_string();
+    let number = |key: &str| -> f64 {
+        let at = text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key}: {text}"));
+        let rest = &text[at + key.len() + 3..];
+        let end = rest.find([',', '}']).unwrap();
+        rest[..end].parse().unwrap()
+    };
+    assert!(number("predicted_ms") <= number("budget_ms") + 1e-12, "{text}");
+    // The table's runtime has a block of 8 or 16: every kept width is a multiple of it
+    // (or a group's full width, a multiple of 16 in this model).
+    let block = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&table).unwrap())
+        .unwrap()["block"]
+        .as_u64()
+        .unwrap() as usize;
+    let pruned = std::fs::read_to_string(&out).unwrap();
+    for line in pruned.lines().filter(|l| l.contains("keep_out=")) {
+        let list = &line[line.find("keep_out=[").unwrap() + 10..];
+        let list = &list[..list.find(']').unwrap()];
+        let kept: usize = list
+            .split(',')
+            .map(|r| match r.trim().split_once("..") {
+                Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap(),
+                None => 1,
+            })
+            .sum();
+        assert_eq!(kept % block, 0, "{line}");
+    }
 }

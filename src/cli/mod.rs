@@ -335,15 +335,17 @@ pub struct PruneOptions {
     /// the dense model's predicted latency (0.7 or 70%).
     #[arg(long, value_name = "BUDGET", value_parser = parse_budget)]
     pub latency_budget: Option<crate::prune::LatencyBudget>,
-    /// sp-lamp: a latency table measured on the deploy runtime. Not wired in yet: the table
-    /// format is being built (issue 12); giving one is an error for now.
+    /// sp-lamp: a latency table measured on the deploy runtime (`nnirc latency measure`):
+    /// each layer's predicted latency at its kept widths. Also sets the default --width-step
+    /// to the runtime's NCHWc block.
     #[arg(long, value_name = "T", conflicts_with = "latency_proxy")]
     pub latency_table: Option<PathBuf>,
     /// sp-lamp: predict latency by a proxy instead of a table: `macs` (multiply-adds of
     /// convs and linear layers, 1 ms per 10^9; not a measurement).
     #[arg(long, value_enum, value_name = "PROXY")]
     pub latency_proxy: Option<LatencyProxy>,
-    /// sp-lamp: kept widths are multiples of N (or a group's full width). Default 8.
+    /// sp-lamp: kept widths are multiples of N (or a group's full width). Default: the NCHWc
+    /// block of --latency-table's runtime, else 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub width_step: Option<u32>,
     /// sp-lamp: write the chosen widths and predicted latencies (per node, total, budget,

@@ -3,23 +3,32 @@
 use super::*;
 use crate::prune::{LatencySource, PruneError};
 
-/// The latency predictor of `--method sp-lamp`: the one place a measured table plugs in.
-///
-/// `--latency-proxy macs` gives [`crate::prune::MacsLatency`]. A `--latency-table` is refused
-/// until the table type exists (issue 12); wiring it is: read the file here, parse it, and
-/// return `Some(LatencySource(Arc::new(table)))` for a table type that implements
-/// [`crate::prune::NodeLatency`].
-fn latency_predictor(opts: &PruneOptions) -> Result<Option<LatencySource>, Failure> {
-    if let Some(table) = &opts.latency_table {
-        return Err(Failure::Usage(format!(
-            "--latency-table {}: measured latency tables are not supported by this build yet \
-             (use --latency-proxy macs for a multiply-add proxy)",
-            table.display()
-        )));
-    }
-    Ok(opts.latency_proxy.map(|proxy| match proxy {
+/// The `--latency-proxy` predictor of `--method sp-lamp`, if any.
+fn proxy(opts: &PruneOptions) -> Option<LatencySource> {
+    opts.latency_proxy.map(|proxy| match proxy {
         LatencyProxy::Macs => LatencySource(std::sync::Arc::new(crate::prune::MacsLatency)),
-    }))
+    })
+}
+
+impl Context {
+    /// `--latency-table`: the measured table bound to the program
+    /// ([`crate::latency::UnitLatency`]), and the width step (the table's NCHWc block unless
+    /// `--width-step` says otherwise).
+    fn bind_table(
+        &self,
+        table: &Path,
+        opts: &PruneOptions,
+        path: &Path,
+        program: &Program,
+    ) -> Result<(LatencySource, usize), Failure> {
+        let table = self.read_table(table)?;
+        let bound = crate::latency::UnitLatency::new(table, program).map_err(|e| {
+            eprintln!("error: {}: {e}", path.display());
+            Failure::Input
+        })?;
+        let step = opts.width_step.map_or(bound.block(), |n| n as usize);
+        Ok((LatencySource(std::sync::Arc::new(bound)), step))
+    }
 }
 
 impl Context {
@@ -51,8 +60,7 @@ impl Context {
                     .to_string(),
             ));
         }
-        let latency = latency_predictor(opts)?;
-        let config = PruneConfig {
+        let mut config = PruneConfig {
             method: opts.method,
             amount,
             side: opts.side,
@@ -60,12 +68,20 @@ impl Context {
             global: opts.global,
             budget: opts.latency_budget,
             width_step: opts.width_step.map_or(8, |n| n as usize),
-            latency,
+            latency: None,
         };
-        config.check().map_err(|e| Failure::Usage(e.to_string()))?;
-
+        // A table is bound to the program, so with one the config is checked after loading.
+        if opts.latency_table.is_none() {
+            config.latency = proxy(opts);
+            config.check().map_err(|e| Failure::Usage(e.to_string()))?;
+        }
         let loaded = self.load(path)?;
         let program = &loaded.program;
+        if let Some(table) = &opts.latency_table {
+            let (latency, step) = self.bind_table(table, opts, path, program)?;
+            (config.latency, config.width_step) = (Some(latency), step);
+            config.check().map_err(|e| Failure::Usage(e.to_string()))?;
+        }
         let weights_in = weights_path(path, program);
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(weights_in.as_deref());

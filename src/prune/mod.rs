@@ -165,8 +165,8 @@ impl PruneConfig {
         }
         if self.latency.is_none() {
             return bad(
-                "sp-lamp needs a latency predictor (--latency-proxy macs; measured tables, \
-                 --latency-table, are not wired in yet)",
+                "sp-lamp needs a latency predictor: --latency-table T (measured by `nnirc \
+                 latency measure`) or --latency-proxy macs",
             );
         }
         Ok(())
