@@ -817,12 +817,17 @@ fn sp_lamp_with_a_measured_table_stays_in_budget_on_block_widths() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let text = report.to_string();
     let number = |key: &str| -> f64 {
-        let at = text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key}: {text}"));
+        let at = text
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key}: {text}"));
         let rest = &text[at + key.len() + 3..];
         let end = rest.find([',', '}']).unwrap();
         rest[..end].parse().unwrap()
     };
-    assert!(number("predicted_ms") <= number("budget_ms") + 1e-12, "{text}");
+    assert!(
+        number("predicted_ms") <= number("budget_ms") + 1e-12,
+        "{text}"
+    );
     // The table's runtime has a block of 8 or 16: every kept width is a multiple of it
     // (or a group's full width, a multiple of 16 in this model).
     let block = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&table).unwrap())

@@ -50,6 +50,39 @@ fn err<E: fmt::Display>(context: &str) -> impl Fn(E) -> MeasureError + '_ {
     move |e| MeasureError(format!("{context}: {e}"))
 }
 
+/// The process's onnxruntime environment (onnxruntime allows one per process), loaded from
+/// `library` on first use; a later call with another library is an error.
+fn runtime_environment(
+    library: &Path,
+) -> Result<&'static ort::environment::Environment, MeasureError> {
+    static ENVIRONMENT: std::sync::OnceLock<(PathBuf, ort::environment::Environment)> =
+        std::sync::OnceLock::new();
+    static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if ENVIRONMENT.get().is_none() {
+        let env = ort::init_from(library)
+            .map_err(|e| {
+                MeasureError(format!(
+                    "cannot load onnxruntime from {}: {e}",
+                    library.display()
+                ))
+            })?
+            .with_name("nnirc")
+            .build()
+            .map_err(|e| MeasureError(format!("onnxruntime environment: {e}")))?;
+        let _ = ENVIRONMENT.set((library.to_path_buf(), env));
+    }
+    let (loaded, env) = ENVIRONMENT.get().expect("set above");
+    if loaded != library {
+        return Err(MeasureError(format!(
+            "onnxruntime is already loaded from {} in this process; cannot load {}",
+            loaded.display(),
+            library.display()
+        )));
+    }
+    Ok(env)
+}
+
 fn session_option<E: fmt::Display>(e: E) -> MeasureError {
     MeasureError(format!("onnxruntime session options: {e}"))
 }
@@ -250,19 +283,10 @@ pub fn measure(
         .flat_map(|(k, p)| p.iter().map(move |&(i, o)| (k.clone(), i, o)))
         .filter(|key| done.contains_key(key))
         .count();
-    let env = ort::init_from(&settings.library)
-        .map_err(|e| {
-            MeasureError(format!(
-                "cannot load onnxruntime from {}: {e}",
-                settings.library.display()
-            ))
-        })?
-        .with_name("nnirc")
-        .build()
-        .map_err(|e| MeasureError(format!("onnxruntime environment: {e}")))?;
+    let env = runtime_environment(&settings.library)?;
     let scratch = tempfile::tempdir().map_err(err("temporary directory"))?;
     progress(finished, total, "calibrating the overheads");
-    let overhead = calibrate(&env, settings, scratch.path())?;
+    let overhead = calibrate(env, settings, scratch.path())?;
     let mut cache_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -278,7 +302,7 @@ pub fn measure(
             continue;
         }
         progress(finished, total, &kernel.describe());
-        let results = measure_kernel(&env, kernel, &pending, settings, scratch.path())?;
+        let results = measure_kernel(env, kernel, &pending, settings, scratch.path())?;
         for (point, kernels, reorders) in results {
             let cached = Cached {
                 environment: environment.clone(),
