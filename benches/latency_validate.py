@@ -150,6 +150,7 @@ def main():
         "table_seconds": {},
         "spearman": {},
     }
+    os.makedirs(args.out, exist_ok=True)
     args.work_dir = tempfile.mkdtemp(prefix="nnirc-validate-")
     args.weights_seed = 0
     failed = False

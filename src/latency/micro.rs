@@ -2,10 +2,10 @@
 //! ([`grid`]) and, for each pair, a micro-model of that one unit ([`micro_source`]), exported
 //! with nnirc's own ONNX exporter.
 //!
-//! The grid spans what pruning can produce from the widths the model has: per axis, the
-//! widths themselves, aligned widths at about 1/2 and 1/4 of them, two widths (about 0.8 and
-//! 0.4 of them) in each other alignment class ([`super::table::class`]) and two below the
-//! block, so each class of each axis has at least two points to interpolate between. Grouped (non-depthwise) convs
+//! The grid spans what pruning can produce from the widths the model has: per axis, geometric
+//! ladders from a quarter of the smallest width to the largest in each alignment class
+//! ([`super::table::class`]), two widths below the block, and the model's own widths, so each
+//! class of each axis has at least two points to interpolate between. Grouped (non-depthwise) convs
 //! are measured at their own widths only.
 
 use super::table::class;
@@ -13,39 +13,54 @@ use super::units::{Fused, Kernel};
 use crate::tensor::SplitMix64;
 use std::collections::BTreeSet;
 
-/// The widths to measure on one axis, for the widths `seen` in the model(s): each width,
-/// aligned widths at about 1/2 and 1/4 of it, two widths near 0.8 and 0.4 of it in each
-/// other alignment class of the axis ([`class`]), and 1/4 and 3/4 of a block.
+/// `n` widths from `hi` down to `lo` in geometric steps, each moved to the nearest width of
+/// alignment class `want` ([`class`]).
+fn ladder(lo: f64, hi: f64, n: usize, block: usize, fine: bool, want: usize) -> Vec<usize> {
+    let step = if n > 1 { (hi / lo).powf(1.0 / (n - 1) as f64) } else { 1.0 };
+    (0..n)
+        .filter_map(|k| {
+            let target = (hi / step.powi(k as i32)).round().max(1.0) as usize;
+            (0..4 * block)
+                .flat_map(|d| [target + d, target.saturating_sub(d)])
+                .find(|&v| v >= block && class(v, block, fine) == want)
+        })
+        .collect()
+}
+
+/// The widths to measure on one axis, for the widths `seen` in the model(s): from a quarter of
+/// the smallest to the largest (aligned up), a geometric ladder in each alignment class of the
+/// axis ([`class`]): up to 5 aligned widths and 2 in each other class; two widths below
+/// the block; and the seen widths themselves when there are at most 4 of them. A kernel that
+/// appears at many widths (DenseNet's concats) gets no more points than one at a few.
 fn axis(seen: &BTreeSet<usize>, block: usize, fine: bool) -> BTreeSet<usize> {
+    let (Some(&min), Some(&max)) = (seen.first(), seen.last()) else {
+        return BTreeSet::new();
+    };
     let mut out = BTreeSet::new();
-    for &c in seen {
-        out.insert(c);
-        if c <= block {
-            continue;
-        }
-        let down = |x: f64| ((x / block as f64).floor() as usize * block).max(block);
-        out.insert(c.div_ceil(block) * block);
-        out.insert(down(c as f64 * 0.5));
-        out.insert(down(c as f64 * 0.25));
-        // Pruned below the block (the smallest class).
-        out.insert(block.div_ceil(4));
-        out.insert(block * 3 / 4);
-        let classes: Vec<usize> = if fine {
-            (1..block).filter(|&d| block.is_multiple_of(d)).collect()
-        } else {
-            vec![1]
-        };
-        for want in classes {
-            for f in [0.8, 0.4] {
-                // The nearest width above the block in that class.
-                let target = (c as f64 * f).round() as usize;
-                let found = (0..2 * block)
-                    .flat_map(|d| [target + d, target.saturating_sub(d)])
-                    .find(|&v| v > block && class(v, block, fine) == want);
-                out.extend(found);
-            }
-        }
+    if seen.len() <= 4 {
+        out.extend(seen.iter().copied());
     }
+    if max <= block {
+        out.extend(seen.iter().copied());
+        return out;
+    }
+    let hi = max.div_ceil(block) * block;
+    let lo = (min as f64 / 4.0).max(block as f64);
+    let count = |ratio: f64, cap: usize| {
+        (((hi as f64 / lo).ln() / ratio.ln()).ceil() as usize + 1).clamp(2, cap)
+    };
+    out.extend(ladder(lo, hi as f64, count(1.6, 5), block, fine, block));
+    let others: Vec<usize> = if fine {
+        (1..block).filter(|&d| block.is_multiple_of(d)).collect()
+    } else {
+        vec![1]
+    };
+    for want in others {
+        out.extend(ladder(lo, max as f64 * 0.9, 2, block, fine, want));
+    }
+    // Pruned below the block (the smallest class).
+    out.insert(block.div_ceil(4));
+    out.insert(block * 3 / 4);
     out
 }
 
