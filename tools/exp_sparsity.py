@@ -97,6 +97,7 @@ def parse_args():
     p.add_argument("--nnirc", default=os.path.join(REPO, "target", "release", "nnirc"))
     p.add_argument("--torch-python", default="/usr/bin/python3", help="the Python with torch (fine-tuning)")
     p.add_argument("--replot", action="store_true", help="only redraw table and plots from OUT/results.json")
+    p.add_argument("--no-plots", action="store_true", help="write results.json and table.md only")
     return p.parse_args()
 
 
@@ -405,14 +406,16 @@ def plot(data, out):
             series(ax, f"latency_ratio/{v}", m, "top1_pruned", True)
         decorate(ax, f"onnxruntime latency / dense ({v} export)")
         ax.set_title(v, fontsize=9)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Fashion-MNIST: accuracy against measured latency (1 thread, batch 1; mean over seeds)", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
+    fig.suptitle("Fashion-MNIST: accuracy against measured latency (1 thread, batch 1; mean over seeds, "
+                 "bars: min–max; labels: amount)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(os.path.join(out, "acc_vs_latency.svg"), metadata={"Date": None})
     plt.close(fig)
 
 
-def write_outputs(data, out):
+def write_outputs(data, out, plots=True):
     data["summary"] = aggregate(data)
     os.makedirs(out, exist_ok=True)
     save(os.path.join(out, "results.json"), data)
@@ -421,12 +424,14 @@ def write_outputs(data, out):
         f.write(text)
     doc = os.path.join(REPO, "docs", "experiments.md")
     body = open(doc).read()
-    if TABLE_BEGIN in body and TABLE_END in body:
+    default_out = os.path.join(REPO, "docs", "experiments", "sparsity")
+    if os.path.abspath(out) == default_out and TABLE_BEGIN in body and TABLE_END in body:
         head, rest = body.split(TABLE_BEGIN, 1)
         body = head + TABLE_BEGIN + "\n" + text + rest[rest.index(TABLE_END):]
         with open(doc, "w") as f:
             f.write(body)
-    plot(data, out)
+    if plots:
+        plot(data, out)
     print(text)
 
 
@@ -435,7 +440,7 @@ def main():
     os.chdir(REPO)
     if args.replot:
         data = load(os.path.join(args.out, "results.json"))
-        write_outputs(data, args.out)
+        write_outputs(data, args.out, not args.no_plots)
         return
     started = time.time()
     log = []
@@ -472,7 +477,7 @@ def main():
         "runs": sorted(runs, key=lambda r: (list(MODES).index(r["mode"]) if r["mode"] in MODES else 99,
                                             r["amount"], r["seed"])),
     }
-    write_outputs(data, args.out)
+    write_outputs(data, args.out, not args.no_plots)
 
 
 if __name__ == "__main__":
