@@ -370,8 +370,8 @@ def plot(data, out):
         rs = [r for r in rows if r["mode"] == mode]
         xs = [r[xkey]["mean"] for r in rs]
         ys = [100 * r[ykey]["mean"] for r in rs]
-        err = [[100 * (r[ykey]["mean"] - r[ykey]["min"]) for r in rs],
-               [100 * (r[ykey]["max"] - r[ykey]["mean"]) for r in rs]]
+        err = [[max(0.0, 100 * (r[ykey]["mean"] - r[ykey]["min"])) for r in rs],
+               [max(0.0, 100 * (r[ykey]["max"] - r[ykey]["mean"])) for r in rs]]
         colour, marker = STYLE.get(mode, ("tab:green", "^"))
         ax.errorbar(xs, ys, yerr=err, color=colour, marker=marker, linestyle="--" if dashed else "-",
                     capsize=2, markersize=4, mfc="white" if dashed else colour,
@@ -381,8 +381,8 @@ def plot(data, out):
                 ax.annotate(f"{r['amount']:.1f}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
 
     def decorate(ax, xlabel):
-        ax.errorbar([1.0], [100 * dense["mean"]], yerr=[[100 * (dense["mean"] - dense["min"])],
-                    [100 * (dense["max"] - dense["mean"])]], color="black", marker="*", markersize=8,
+        ax.errorbar([1.0], [100 * dense["mean"]], yerr=[[max(0.0, 100 * (dense["mean"] - dense["min"]))],
+                    [max(0.0, 100 * (dense["max"] - dense["mean"]))]], color="black", marker="*", markersize=8,
                     capsize=2, linestyle="none", label="dense")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("top-1 % (10k test images)")
