@@ -370,19 +370,27 @@ fn assemble(
         }
         entries.push(Entry { kernel, points });
     }
+    // One least-squares line per direction over every reorder seen (single samples of one
+    // size scatter by a factor of two): its values at no bytes and at the largest size seen.
     let bytes_points = |samples: &BTreeMap<u64, Vec<f64>>| -> Vec<BytesPoint> {
-        let mut v: Vec<BytesPoint> = samples
+        let all: Vec<(f64, f64)> = samples
             .iter()
-            .map(|(&bytes, us)| BytesPoint {
-                bytes,
-                us: median(us.clone()),
-            })
+            .flat_map(|(&b, us)| us.iter().map(move |&u| (b as f64, u)))
             .collect();
-        if v.is_empty() {
+        let Some(&largest) = samples.keys().last() else {
             // No blocked conv anywhere: the predictor never needs a reorder.
-            v.push(BytesPoint { bytes: 0, us: 0.0 });
+            return vec![BytesPoint { bytes: 0, us: 0.0 }];
+        };
+        let (a, b) = fit_line(&all);
+        let (a, b) = (a.max(0.0), b.max(0.0));
+        let mut points = vec![BytesPoint { bytes: 0, us: a }];
+        if largest > 0 {
+            points.push(BytesPoint {
+                bytes: largest,
+                us: a + b * largest as f64,
+            });
         }
-        v
+        points
     };
     let reorders = Reorders {
         input: bytes_points(&reorder_samples[1]),

@@ -40,6 +40,12 @@ fn axis(seen: &BTreeSet<usize>, block: usize, fine: bool) -> BTreeSet<usize> {
     if seen.len() <= 4 {
         out.extend(seen.iter().copied());
     }
+    // Pruned below the block (the smallest class), unless the widths are that small already
+    // (an image's channels).
+    if max > block / 2 {
+        out.insert(block.div_ceil(4));
+        out.insert(block * 3 / 4);
+    }
     if max <= block {
         out.extend(seen.iter().copied());
         return out;
@@ -58,9 +64,6 @@ fn axis(seen: &BTreeSet<usize>, block: usize, fine: bool) -> BTreeSet<usize> {
     for want in others {
         out.extend(ladder(lo, max as f64 * 0.9, 2, block, fine, want));
     }
-    // Pruned below the block (the smallest class).
-    out.insert(block.div_ceil(4));
-    out.insert(block * 3 / 4);
     out
 }
 
@@ -102,7 +105,11 @@ pub fn grid(kernel: &Kernel, seen: &[(usize, usize)], block: usize) -> Vec<(usiz
         let all: BTreeSet<usize> = ins.union(&outs).copied().collect();
         let mut widths = axis(&all, block, true);
         if let Kernel::Concat { inputs, .. } = kernel {
+            // At least one channel per operand; keep two points below the block.
             widths.retain(|&w| w >= *inputs);
+            if *inputs < block {
+                widths.extend([*inputs, block - 1]);
+            }
         }
         widths.into_iter().map(|w| (w, w)).collect()
     }

@@ -6,8 +6,9 @@
 //! ops after it that onnxruntime fuses into the conv kernel or runs next to it (a batch_norm, an
 //! activation, a residual add, an activation after the add). The measured latency of a unit is
 //! the time of all the kernels its ops become, so a fusion the runtime does or does not make is
-//! measured, not modelled. Every other op is a unit of its own; dropout (an Identity the runtime
-//! removes) is no unit at all.
+//! measured, not modelled. `mul(x, sigmoid(x))` is one unit, a silu (onnxruntime's QuickGelu).
+//! Every other op is a unit of its own; dropout (an Identity the runtime removes) is no unit at
+//! all.
 //!
 //! Invariants: every non-input, non-dropout node is in exactly one unit; units come in the
 //! topological order of their first nodes (a fused add may read a value computed later);
@@ -291,6 +292,23 @@ pub fn units(program: &Program) -> Vec<Unit> {
                 op: Fused::BatchNorm,
                 input,
             },
+            Op::Activation(Activation::Sigmoid) if swish_mul(program, n).is_some() => {
+                // `mul(x, sigmoid(x))` is a silu: onnxruntime runs the pair as one kernel.
+                let m = swish_mul(program, n).expect("checked");
+                taken[n.index()] = true;
+                taken[m.index()] = true;
+                out.push(Unit {
+                    kernel: Kernel::Pointwise {
+                        op: Fused::Silu,
+                        input,
+                    },
+                    nodes: vec![n, m],
+                    inputs: operands,
+                    c_in: c_out,
+                    c_out,
+                });
+                continue;
+            }
             Op::Activation(a) => Kernel::Pointwise {
                 op: Fused::activation(*a),
                 input,
@@ -361,6 +379,20 @@ pub fn units(program: &Program) -> Vec<Unit> {
         });
     }
     out
+}
+
+/// The `mul(x, sigmoid(x))` that sigmoid node `n` (of `x`) is the only use of, if any.
+fn swish_mul(program: &Program, n: NodeIndex) -> Option<NodeIndex> {
+    let x = *program.operands(n).first()?;
+    if program.outputs.contains(&n) {
+        return None;
+    }
+    let [m] = program.users(n)[..] else {
+        return None;
+    };
+    let ops = program.operands(m);
+    let is_pair = ops.len() == 2 && ops.contains(&x) && ops.contains(&n);
+    (program.graph[m].op == Op::Mul && is_pair).then_some(m)
 }
 
 /// The conv `n` and the single-user chain fused after it: `[batch_norm] [activation] [add
