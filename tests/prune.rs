@@ -605,6 +605,99 @@ fn sp_lamp_with_a_synthetic_latency_model() {
     }
 }
 
+/// The kept SP-LAMP score is one scale for every output-side method: sp-lamp's equals its
+/// knapsack's objective, keeping everything scores the total, and an l1 or global-LAMP mask
+/// scores what its kept channels score under LAMP of the squared norms (recomputed here).
+#[test]
+fn kept_sp_lamp_score_compares_methods() {
+    use nnirc::prune::{LatencyBudget, LatencySource, Method};
+    let source = read(Path::new("examples/resnet_bottleneck_block.nnir"));
+    let compiled = nnirc::compile(&source);
+    let p = compiled.program.as_ref().unwrap();
+    let weights = nnirc::weights::random(p, 0);
+    let run = |config: PruneConfig| {
+        nnirc::prune::prune(&source, &compiled.parsed, p, &weights, &config).unwrap()
+    };
+    let out = PruneConfig {
+        side: Side::Output,
+        ..PruneConfig::default()
+    };
+    let sp = run(PruneConfig {
+        method: Method::SpLamp,
+        budget: Some(LatencyBudget::Fraction(0.6)),
+        latency: Some(LatencySource(std::sync::Arc::new(
+            nnirc::prune::MacsLatency,
+        ))),
+        ..out.clone()
+    });
+    let (score, report) = (sp.sp_lamp_score.unwrap(), sp.latency.unwrap());
+    assert!(
+        (score.kept - report.score).abs() < 1e-9,
+        "{score:?} {report:?}"
+    );
+    assert!((score.total - report.max_score).abs() < 1e-9);
+    assert!(score.kept < score.total);
+
+    let whole = run(PruneConfig {
+        amount: 0.0,
+        ..out.clone()
+    })
+    .sp_lamp_score
+    .unwrap();
+    assert_eq!(whole.kept, whole.total);
+    assert!((whole.total - report.max_score).abs() < 1e-9);
+
+    // l1 at 0.5 and lamp --global at 0.5, recomputed from the masks: per masked group, LAMP
+    // of the squared filter norms plus gamma^2 (the block's convs each feed a batch norm).
+    for config in [
+        PruneConfig {
+            amount: 0.5,
+            ..out.clone()
+        },
+        PruneConfig {
+            amount: 0.5,
+            method: Method::Lamp,
+            global: true,
+            ..out.clone()
+        },
+    ] {
+        let pruned = run(config.clone());
+        let score = pruned.sp_lamp_score.unwrap();
+        assert!(score.kept < score.total && score.kept > 0.0, "{config:?}");
+        assert!((score.total - whole.total).abs() < 1e-12);
+        let masked = program(&pruned.text);
+        let mut lost = 0.0;
+        for g in &report.groups {
+            // Groups of this block have one producer each.
+            let n = p.node_by_name(&g.producers[0]).unwrap();
+            let w = p.graph[n].params[0];
+            let rows =
+                nnirc::prune::scores::slices(&weights.values(w), &p.params[w].shape, Side::Output);
+            let bn = p
+                .graph
+                .neighbors(n)
+                .find(|&m| matches!(p.graph[m].op, Op::BatchNorm { .. }))
+                .unwrap();
+            let gamma = weights.values(p.graph[bn].params[0]);
+            let sq: Vec<f64> = rows
+                .iter()
+                .zip(gamma.iter())
+                .map(|(r, g)| r.iter().map(|v| v * v).sum::<f64>() + g * g)
+                .collect();
+            let lamp = nnirc::prune::scores::lamp(&sq);
+            if let Some(k) = &masked.graph[n].keep_out {
+                lost += (0..sq.len())
+                    .filter(|c| !k.contains(c))
+                    .map(|c| lamp[c])
+                    .sum::<f64>();
+            }
+        }
+        assert!((whole.total - lost - score.kept).abs() < 1e-9, "{config:?}");
+    }
+    let input = run(PruneConfig::default());
+    assert_eq!(input.sp_lamp_score, None);
+}
+
 #[test]
 fn sp_lamp_cli_budget_step_and_json() {
     let dir = tempfile::tempdir().unwrap();

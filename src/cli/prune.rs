@@ -140,6 +140,7 @@ impl Context {
                 "replaced": pruned.replaced,
                 "layers": pruned.layers,
                 "latency": pruned.latency,
+                "sp_lamp_score": pruned.sp_lamp_score,
             });
             let text = serde_json::to_string_pretty(&report).expect("the report serializes");
             stage(&mut staged, json, &[text.as_bytes()])?;

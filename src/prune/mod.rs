@@ -281,6 +281,32 @@ struct Plan {
     /// Units (layers on the input side, coupled groups on the output side).
     units: usize,
     latency: Option<LatencyReport>,
+    sp_lamp_score: Option<KeptScore>,
+}
+
+/// The SP-LAMP score that output-side masks keep, whatever method chose them: per coupled
+/// group, the [LAMP](scores::lamp)-normalised SP-LAMP scores (squared filter norms plus the
+/// batch norms' `gamma^2`) summed over the kept channels, summed over the groups. It is the
+/// objective sp-lamp's knapsack maximises, so masks from `l1`, `lamp --global` and `sp-lamp`
+/// can be compared on one scale.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct KeptScore {
+    /// The sum over the kept channels.
+    pub kept: f64,
+    /// The sum over all channels of the groups (what keeping everything scores).
+    pub total: f64,
+}
+
+/// [`KeptScore`] of `kept[u]` (ascending channels of unit `u`) given each unit's raw SP-LAMP
+/// scores.
+fn kept_score(sp_scores: &[Vec<f64>], kept: &[Vec<usize>]) -> KeptScore {
+    let (mut k, mut total) = (0.0, 0.0);
+    for (s, kept) in sp_scores.iter().zip(kept) {
+        let l = scores::lamp(s);
+        k += kept.iter().map(|&c| l[c]).sum::<f64>();
+        total += l.iter().sum::<f64>();
+    }
+    KeptScore { kept: k, total }
 }
 
 fn plan(program: &Program, weights: &Weights, config: &PruneConfig) -> Result<Plan, PruneError> {
@@ -323,6 +349,19 @@ fn plan(program: &Program, weights: &Weights, config: &PruneConfig) -> Result<Pl
             .map(|s| keep_highest(s, config.amount))
             .collect()
     };
+    let sp_lamp_score = match (config.side, config.method) {
+        (Side::Input, _) => None,
+        (Side::Output, Method::Lamp | Method::SpLamp) => Some(kept_score(&scores, &kept)),
+        (Side::Output, _) => {
+            let sp = units
+                .iter()
+                .map(|u| {
+                    scores::unit_scores(program, weights, &prov, u, Method::SpLamp, Side::Output)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(kept_score(&sp, &kept))
+        }
+    };
     let mut masks = Vec::new();
     for ((unit, kept), s) in units.iter().zip(&kept).zip(&scores) {
         if kept.len() == s.len() {
@@ -340,6 +379,7 @@ fn plan(program: &Program, weights: &Weights, config: &PruneConfig) -> Result<Pl
         eligible: units.iter().map(|u| u.members.len()).sum(),
         units: units.len(),
         latency,
+        sp_lamp_score,
     })
 }
 
@@ -410,6 +450,8 @@ pub struct Pruned {
     pub replaced: usize,
     /// sp-lamp: the widths chosen and the predicted latency.
     pub latency: Option<LatencyReport>,
+    /// Output side (any method): the SP-LAMP score the masks keep; `None` on the input side.
+    pub sp_lamp_score: Option<KeptScore>,
 }
 
 /// Prunes a model: the library entry of `nnirc prune`. `parsed` and `program` are `source`
@@ -468,6 +510,7 @@ pub fn prune(
         units: plan.units,
         replaced,
         latency: plan.latency,
+        sp_lamp_score: plan.sp_lamp_score,
     })
 }
 
