@@ -5,7 +5,9 @@
 //! - each grid point is a micro-model of one unit ([`super::micro`]), exported by nnirc;
 //! - all points of one kernel get a session each (the deploy settings: intra-op threads,
 //!   sequential execution, the optimization level) with onnxruntime's profiler on; after
-//!   `warmup` runs each, `runs` rounds run every session once, in an order shuffled per round;
+//!   `warmup` runs each, `runs` rounds run every session twice back to back (the second run
+//!   timed: its input and weights are in cache, as a layer's input is in a model), in an
+//!   order shuffled per round;
 //! - from the profile, a run's unit time is the sum of its kernels other than layout reorders
 //!   (so what the runtime fuses is measured, not assumed); the point's time is the
 //!   interquartile mean over runs (the profiler counts whole microseconds, a median alone
@@ -633,17 +635,22 @@ fn measure_kernel(
         for i in (1..order.len()).rev() {
             order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
+        // Twice back to back, the second timed: in a model a kernel's input was just
+        // written by its producer (in cache), which a lone cold run would not show.
         for &i in &order {
+            probes[i].run()?;
             probes[i].run()?;
         }
     }
     let mut results = Vec::with_capacity(probes.len());
     for (mut probe, &(c_in, c_out)) in probes.into_iter().zip(pairs) {
         let runs = parse_profile(&probe.end()?)?;
-        // The warm-up runs are in the profile too: keep the timed ones.
-        let timed = &runs[runs.len().saturating_sub(settings.runs)..];
+        // The warm-up runs are in the profile too: keep the second run of each timed pair.
+        let pairs = &runs[runs.len().saturating_sub(2 * settings.runs)..];
+        let timed: Vec<&ProfiledRun> = pairs.iter().skip(1).step_by(2).collect();
         let unit: Vec<f64> = timed.iter().map(|r| r.unit_us).collect();
         let nchwc = timed.iter().any(|r| r.nchwc);
+        let timed = &timed[..];
         let kernels = timed.first().map_or(0, |r| r.unit_kernels);
         let mut reorders = Vec::new();
         if let Some(first) = timed.first() {
