@@ -90,8 +90,10 @@ fn every_micro_model_of_the_zoo_compiles_and_exports() {
             let (fi, fo) = nnirc::latency::table::fine_axes(&kernel);
             for &(i, o) in seen.iter() {
                 assert!(
-                    pairs.iter().any(|&(a, b)| class(a, 8, fi) == class(i, 8, fi)
-                        && class(b, 8, fo) == class(o, 8, fo)),
+                    pairs
+                        .iter()
+                        .any(|&(a, b)| class(a, 8, fi) == class(i, 8, fi)
+                            && class(b, 8, fo) == class(o, 8, fo)),
                     "{}: ({i}, {o}) has no class",
                     kernel.describe()
                 );

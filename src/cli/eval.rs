@@ -35,18 +35,7 @@ impl Context {
             batch: opts.batch as usize,
             limit: opts.limit,
         };
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            if std::io::stderr().is_terminal() {
-                indicatif::ProgressDrawTarget::stderr()
-            } else {
-                indicatif::ProgressDrawTarget::hidden()
-            },
-        )
-        .with_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, ETA {eta}")
-                .expect("a valid template"),
-        );
+        let bar = progress_bar("{bar:40} {pos}/{len} images, ETA {eta}");
         let started = std::time::Instant::now();
         let result = crate::eval::evaluate(
             &loaded.program,

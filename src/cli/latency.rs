@@ -179,18 +179,7 @@ impl Context {
                 .map(|b| b.parse().expect("a listed value")),
             own_widths_only: opts.own_widths,
         };
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            if std::io::stderr().is_terminal() {
-                indicatif::ProgressDrawTarget::stderr()
-            } else {
-                indicatif::ProgressDrawTarget::hidden()
-            },
-        )
-        .with_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} points, ETA {eta} {msg}")
-                .expect("a valid template"),
-        );
+        let bar = progress_bar("{bar:40} {pos}/{len} points, ETA {eta} {msg}");
         let started = std::time::Instant::now();
         let refs: Vec<&Program> = programs.iter().collect();
         let models = files.iter().map(|f| f.display().to_string()).collect();

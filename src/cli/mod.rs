@@ -772,6 +772,17 @@ fn commit(staged: Outputs) -> Result<(), Failure> {
     })
 }
 
+/// A progress bar with `template` on stderr when it is a terminal (hidden otherwise).
+fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    indicatif::ProgressBar::with_draw_target(None, target)
+        .with_style(indicatif::ProgressStyle::with_template(template).expect("a valid template"))
+}
+
 /// Writes `bytes` to `out`, a command's only output (already checked by [`refuse_clashes`]).
 fn write_output(out: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let mut staged = Outputs::default();

@@ -16,7 +16,11 @@ use std::collections::BTreeSet;
 /// `n` widths from `hi` down to `lo` in geometric steps, each moved to the nearest width of
 /// alignment class `want` ([`class`]).
 fn ladder(lo: f64, hi: f64, n: usize, block: usize, fine: bool, want: usize) -> Vec<usize> {
-    let step = if n > 1 { (hi / lo).powf(1.0 / (n - 1) as f64) } else { 1.0 };
+    let step = if n > 1 {
+        (hi / lo).powf(1.0 / (n - 1) as f64)
+    } else {
+        1.0
+    };
     (0..n)
         .filter_map(|k| {
             let target = (hi / step.powi(k as i32)).round().max(1.0) as usize;
