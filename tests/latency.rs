@@ -148,6 +148,7 @@ fn tiny_table(points: &str) -> String {
   "measured": "2026-11-28T00:00:00Z",
   "models": ["test"],
   "overhead": {{"run_us": 10.0, "kernel_us": 1.0, "profiler_us": 2.0}},
+  "calibration": {{"scale": 1.0, "models": []}},
   "reorders": {{"input": [{{"bytes": 0, "us": 0.0}}, {{"bytes": 1000, "us": 1.0}}],
                "output": [{{"bytes": 1000, "us": 2.0}}]}},
   "entries": [{points}]}}"#
@@ -209,6 +210,8 @@ fn tables_are_strict() {
         .contains("appears twice"));
     let negative = ok.replacen("\"us\": 1.0, \"nchwc\"", "\"us\": -1.0, \"nchwc\"", 1);
     assert!(Table::from_json(&negative).is_err());
+    let bad_scale = ok.replacen("\"scale\": 1.0", "\"scale\": 0.0", 1);
+    assert!(Table::from_json(&bad_scale).unwrap_err().to_string().contains("scale"));
     let unsorted = ok.replacen(
         "{\"bytes\": 1000, \"us\": 1.0}",
         "{\"bytes\": 0, \"us\": 1.0}",

@@ -13,6 +13,9 @@
 //!   interquartile mean over runs (the profiler counts whole microseconds, a median alone
 //!   would round small kernels); reorders give the reorder cost by bytes, and each run's time
 //!   outside kernels gives the overheads (a least-squares fit of `run + kernels * kernel`);
+//! - each whole model is then timed (seeded random weights, median wall time) and the table's
+//!   calibration scale set so that `scale * (units + reorders) + overheads` matches it: the
+//!   kernels of a model run together are not exactly the sum of the kernels run alone;
 //! - every finished kernel is appended to a cache file (JSON lines) at once, keyed by the
 //!   runtime version, the CPU, its ISA flags, the threads and the optimization level: an
 //!   interrupted measurement resumes where it stopped, and a different machine or setting
@@ -22,7 +25,10 @@
 //! PyPI wheel ships (`onnxruntime/capi/libonnxruntime.so.*`).
 
 use super::micro::{grid, micro_source, CONTEXT};
-use super::table::{BytesPoint, Entry, Machine, Method, Overhead, Point, Reorders, Runtime, Table};
+use super::table::{
+    BytesPoint, Calibration, CalibrationModel, Entry, Machine, Method, Overhead, Point, Reorders,
+    Runtime, Table,
+};
 use super::units::{units, Kernel};
 use crate::ir::Program;
 use crate::tensor::SplitMix64;
@@ -322,9 +328,8 @@ pub fn measure(
             finished += 1;
         }
     }
-    progress(finished, total, "done");
     let (entries, reorders) = assemble(plan, &done, overhead);
-    Ok(Table {
+    let mut table = Table {
         version: super::table::VERSION,
         runtime,
         machine,
@@ -333,15 +338,70 @@ pub fn measure(
             warmup: settings.warmup,
             runs: settings.runs,
             statistic: "interquartile mean of the per-run sum of the unit's kernel times \
-                        (onnxruntime profiler, less its calibrated cost per kernel), runs \
-                        interleaved in shuffled rounds"
+                        (onnxruntime profiler, less its calibrated cost per kernel), each timed \
+                        run right after an untimed one, in shuffled interleaved rounds"
                 .into(),
         },
         measured: now_utc(),
-        models,
+        models: models.clone(),
         overhead,
+        calibration: Calibration {
+            scale: 1.0,
+            models: Vec::new(),
+        },
         reorders,
         entries,
+    };
+    progress(finished, total, "timing the whole models");
+    table.calibration = calibrate_models(env, programs, &models, &table, settings)?;
+    progress(finished, total, "done");
+    Ok(table)
+}
+
+/// Times each whole model (seeded random weights, interleaved rounds, median wall time of
+/// `session.run`) and sets the scale that maps the table's kernel sum onto it.
+fn calibrate_models(
+    env: &ort::environment::Environment,
+    programs: &[&Program],
+    models: &[String],
+    table: &Table,
+    settings: &Settings,
+) -> Result<Calibration, MeasureError> {
+    let mut probes = Vec::new();
+    for (i, program) in programs.iter().enumerate() {
+        let weights = crate::weights::random(program, 0);
+        let bytes = crate::onnx::export_bytes(program, &weights)
+            .map_err(|e| MeasureError(format!("export of {}: {e}", models[i])))?;
+        probes.push(probe_bytes(env, &bytes, program, settings, None, i as u64)?);
+    }
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); probes.len()];
+    for round in 0..settings.warmup + settings.runs {
+        for (i, p) in probes.iter_mut().enumerate() {
+            let start = std::time::Instant::now();
+            p.run()?;
+            if round >= settings.warmup {
+                wall[i].push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut log_sum = 0.0;
+    for ((program, model), w) in programs.iter().zip(models).zip(wall) {
+        let measured_us = median(w);
+        let p = super::predict(program, table).map_err(|e| {
+            MeasureError(format!("internal error: the new table misses {model}: {e}"))
+        })?;
+        let kernels_us = p.total_us - p.overhead_us;
+        log_sum += ((measured_us - p.overhead_us).max(1e-3) / kernels_us.max(1e-3)).ln();
+        out.push(CalibrationModel {
+            model: model.clone(),
+            measured_us,
+            predicted_us: p.total_us,
+        });
+    }
+    Ok(Calibration {
+        scale: (log_sum / out.len().max(1) as f64).exp(),
+        models: out,
     })
 }
 
@@ -550,6 +610,20 @@ fn probe(
     let weights = crate::weights::random(&program, 0);
     let bytes = crate::onnx::export_bytes(&program, &weights)
         .map_err(|e| MeasureError(format!("export of a micro-model: {e}")))?;
+    probe_bytes(env, &bytes, &program, settings, profile, seed).map_err(|e| {
+        MeasureError(format!("{e}\n{source}"))
+    })
+}
+
+/// A session for the ONNX `bytes` of `program`, random inputs from `seed`.
+fn probe_bytes(
+    env: &ort::environment::Environment,
+    bytes: &[u8],
+    program: &Program,
+    settings: &Settings,
+    profile: Option<&Path>,
+    seed: u64,
+) -> Result<Probe, MeasureError> {
     let mut builder = Session::builder(env)
         .map_err(session_option)?
         .with_intra_threads(settings.threads)
@@ -564,8 +638,8 @@ fn probe(
         builder = builder.with_profiling(prefix).map_err(session_option)?;
     }
     let session = builder
-        .commit_from_memory(&bytes)
-        .map_err(|e| MeasureError(format!("onnxruntime refused a micro-model: {e}\n{source}")))?;
+        .commit_from_memory(bytes)
+        .map_err(|e| MeasureError(format!("onnxruntime refused a model: {e}")))?;
     let mut rng = SplitMix64::new(seed);
     let mut inputs = Vec::new();
     for &n in &program.inputs {

@@ -58,6 +58,6 @@ impl NodeLatency for UnitLatency {
                 full * (c_in * c_out) as f64 / (*full_in * *full_out) as f64
             }
         };
-        us / 1e3
+        us * self.table.calibration.scale / 1e3
     }
 }

@@ -1,5 +1,6 @@
-//! Whole-model latency from a [`Table`]: the sum of the predicted time of every [`Unit`], of
-//! the layout reorders onnxruntime will insert, and of its per-run and per-kernel overheads.
+//! Whole-model latency from a [`Table`]: the sum of the predicted time of every [`Unit`] and of
+//! the layout reorders onnxruntime will insert, times the table's calibration scale, plus the
+//! runtime's per-run and per-kernel overheads.
 //!
 //! Layouts follow onnxruntime's NCHWc transformer (CPU, optimization level `all`):
 //! - a conv runs blocked (NCHWc) when the table says it did at its widths (the transformer's
@@ -53,6 +54,8 @@ pub struct Prediction {
     pub reorders: Vec<ReorderTime>,
     /// Per-run plus per-kernel overhead.
     pub overhead_us: f64,
+    /// The table's calibration: units and reorders count `scale` times.
+    pub scale: f64,
     pub total_us: f64,
 }
 
@@ -178,13 +181,14 @@ pub fn predict(program: &Program, table: &Table) -> Result<Prediction, Missing> 
         .collect();
     let kernels = unit_times.len() + reorders.len();
     let overhead_us = table.overhead.run_us + table.overhead.kernel_us * kernels as f64;
-    let total_us = unit_times.iter().map(|u| u.us).sum::<f64>()
-        + reorders.iter().map(|r| r.us).sum::<f64>()
-        + overhead_us;
+    let kernels_us =
+        unit_times.iter().map(|u| u.us).sum::<f64>() + reorders.iter().map(|r| r.us).sum::<f64>();
+    let total_us = kernels_us * table.calibration.scale + overhead_us;
     Ok(Prediction {
         units: unit_times,
         reorders,
         overhead_us,
+        scale: table.calibration.scale,
         total_us,
     })
 }
@@ -234,12 +238,14 @@ impl Prediction {
         let units: f64 = self.units.iter().map(|u| u.us).sum();
         let reorders: f64 = self.reorders.iter().map(|r| r.us).sum();
         s += &format!(
-            "total {:.3} ms: {} units {:.3} ms, {} reorders {:.3} ms, overhead {:.3} ms\n",
+            "total {:.3} ms: ({} units {:.3} ms + {} reorders {:.3} ms) x calibration {:.3} + \
+             overhead {:.3} ms\n",
             self.total_us / 1e3,
             self.units.len(),
             units / 1e3,
             self.reorders.len(),
             reorders / 1e3,
+            self.scale,
             self.overhead_us / 1e3
         );
         s

@@ -118,6 +118,27 @@ pub struct Overhead {
     pub profiler_us: f64,
 }
 
+/// One whole model timed when the table was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationModel {
+    pub model: String,
+    /// Median wall time of a run of the whole model (us).
+    pub measured_us: f64,
+    /// The table's prediction of it before calibration (us).
+    pub predicted_us: f64,
+}
+
+/// How the sum of a model's kernels, timed one unit at a time, relates to the whole model run
+/// by the runtime: `measured - overheads = scale * (units + reorders)`, the geometric mean
+/// over the models the table was measured for. Predictions multiply by `scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub scale: f64,
+    pub models: Vec<CalibrationModel>,
+}
+
 /// A measured latency table (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +154,7 @@ pub struct Table {
     /// The models it was measured for.
     pub models: Vec<String>,
     pub overhead: Overhead,
+    pub calibration: Calibration,
     pub reorders: Reorders,
     pub entries: Vec<Entry>,
 }
@@ -209,6 +231,12 @@ impl Table {
         let bad = |m: String| Err(TableError(m));
         if ![4, 8, 16].contains(&self.block) {
             return bad(format!("block {} is not 4, 8 or 16", self.block));
+        }
+        if !(self.calibration.scale.is_finite() && self.calibration.scale > 0.0) {
+            return bad(format!(
+                "calibration scale {} must be finite and > 0",
+                self.calibration.scale
+            ));
         }
         let time = |us: f64| us.is_finite() && us >= 0.0;
         if ![
