@@ -78,7 +78,7 @@ fn axis(seen: &BTreeSet<usize>, block: usize, fine: bool) -> BTreeSet<usize> {
 /// use nnirc::latency::units::Kernel;
 /// let linear = Kernel::Linear { bias: true };
 /// let pairs = grid(&linear, &[(64, 10)], 8);
-/// assert!(pairs.contains(&(64, 10)) && pairs.contains(&(32, 10)));
+/// assert!(pairs.contains(&(64, 10)) && pairs.contains(&(16, 10)));
 /// assert!(pairs.iter().any(|&(i, _)| i % 8 == 4) && pairs.iter().any(|&(i, _)| i % 2 == 1));
 /// ```
 pub fn grid(kernel: &Kernel, seen: &[(usize, usize)], block: usize) -> Vec<(usize, usize)> {
