@@ -44,6 +44,15 @@ seed and budget, one process times the dense export and the five methods' upscal
 by side (exp_sparsity.time_sessions: onnxruntime, 1 thread, batch 1, --runs interleaved
 rounds, output checked against the masked program); reported as each median over the dense
 median, and that ratio over f.
+
+Equal *measured* latency (`l1@measured`, `lamp-global@measured`; --phase measured, part of the
+default --phase all): the predictor is far off for narrow groups here, so equal predicted
+latency is not equal measured latency. For l1 and global LAMP, every distinct amount's upscale
+export is timed (SCAN_RUNS rounds) in one process together with the dense export and sp-lamp's
+exports of every budget (scan-measured/METHOD.json), and the amount whose measured ratio to
+dense is closest to sp-lamp's is taken; those configurations then go through the same eval,
+fine-tuning and side-by-side timing (bF/latency-measured.json, with the dense model and sp-lamp
+again). L2 and FPGM give the same widths as L1 at every amount, so they are not repeated.
 """
 
 import argparse
