@@ -456,15 +456,15 @@ def plot(data, out):
                 continue
             colour, marker = STYLE[m]
             ax.errorbar([r["latency_ratio"]["mean"] for r in rs], [100 * r[key]["mean"] for r in rs],
-                        xerr=[[r["latency_ratio"]["mean"] - r["latency_ratio"]["min"] for r in rs],
-                              [r["latency_ratio"]["max"] - r["latency_ratio"]["mean"] for r in rs]],
-                        yerr=[[100 * (r[key]["mean"] - r[key]["min"]) for r in rs],
-                              [100 * (r[key]["max"] - r[key]["mean"]) for r in rs]],
+                        xerr=[[max(0.0, r["latency_ratio"]["mean"] - r["latency_ratio"]["min"]) for r in rs],
+                              [max(0.0, r["latency_ratio"]["max"] - r["latency_ratio"]["mean"]) for r in rs]],
+                        yerr=[[max(0.0, 100 * (r[key]["mean"] - r[key]["min"])) for r in rs],
+                              [max(0.0, 100 * (r[key]["max"] - r[key]["mean"])) for r in rs]],
                         color=colour, marker=marker, capsize=2, markersize=5, linewidth=1,
                         linestyle="--" if m in MEASURED else "-", mfc="white" if m in MEASURED else colour,
                         label=m)
-        ax.errorbar([1.0], [100 * dense["mean"]], yerr=[[100 * (dense["mean"] - dense["min"])],
-                    [100 * (dense["max"] - dense["mean"])]], color="black", marker="*", markersize=9,
+        ax.errorbar([1.0], [100 * dense["mean"]], yerr=[[max(0.0, 100 * (dense["mean"] - dense["min"]))],
+                    [max(0.0, 100 * (dense["max"] - dense["mean"]))]], color="black", marker="*", markersize=9,
                     capsize=2, linestyle="none", label="dense")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("measured onnxruntime latency / dense (dotted: the budgets f)")
