@@ -206,15 +206,16 @@ def prepare_run(args, seed, mode, amount, log):
 
 # ---------------------------------------------------------------- latency (onnxruntime)
 
-def measure(args, seed, mode, amounts, log):
-    """Median latency of the dense export and of every export of `amounts`, side by side."""
-    base_dir = os.path.join(args.work, f"seed{seed}")
-    path = os.path.join(base_dir, mode, "latency.json")
-    names = ["dense"] + [f"a{a:.2f}/{v}" for a in amounts for v in EXPORTS]
-    if os.path.exists(path):
-        old = load(path)
-        if all(n in old["median_ms"] for n in names) and old["runs"] == args.runs:
-            return old
+def time_sessions(files, refs, seed, runs, warmup, what):
+    """Median latency of every ONNX file in `files` (name -> path), side by side in this process.
+
+    One onnxruntime session per file (CPUExecutionProvider, 1 intra- and 1 inter-op thread,
+    sequential), the same seeded input (batch 1, uniform [0, 1]); each name in `refs` (name ->
+    path of the masked program's export) is checked against it first (relative error <= 1e-4,
+    or exit); `warmup` rounds, then `runs` rounds each running every session once in a seeded
+    shuffled order (time.perf_counter, garbage collection off). Also used by
+    tools/exp_latency_budget.py.
+    """
     import numpy as np
     import onnxruntime as ort
 
@@ -225,22 +226,22 @@ def measure(args, seed, mode, amounts, log):
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         return ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
 
-    files = {"dense": f"{base_dir}/dense.onnx"}
-    files.update({f"a{a:.2f}/{v}": f"{base_dir}/{mode}/a{a:.2f}/{v}.onnx" for a in amounts for v in EXPORTS})
     sessions = {n: session(p) for n, p in files.items()}
     x = np.random.default_rng(seed).random((1, 1, 28, 28), dtype=np.float32)
     feeds = {n: {s.get_inputs()[0].name: x} for n, s in sessions.items()}
     dev = {}
-    for a in amounts:
-        ref = session(f"{base_dir}/{mode}/a{a:.2f}/masked.onnx").run(None, {"image": x})[0]
-        for v in EXPORTS:
-            got = sessions[f"a{a:.2f}/{v}"].run(None, feeds[f"a{a:.2f}/{v}"])[0]
-            dev[f"a{a:.2f}/{v}"] = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
-            if not dev[f"a{a:.2f}/{v}"] <= 1e-4:
-                sys.exit(f"error: seed {seed} {mode} a{a:.2f} {v}: onnxruntime output differs from the masked "
-                         f"program (relative {dev[f'a{a:.2f}/{v}']:.2e})")
+    masked = {}
+    for n, ref_path in refs.items():
+        if ref_path not in masked:
+            masked[ref_path] = session(ref_path).run(None, {"image": x})[0]
+        ref = masked[ref_path]
+        got = sessions[n].run(None, feeds[n])[0]
+        dev[n] = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
+        if not dev[n] <= 1e-4:
+            sys.exit(f"error: {what} {n}: onnxruntime output differs from the masked program "
+                     f"(relative {dev[n]:.2e})")
     order = list(sessions)
-    for _ in range(args.warmup):
+    for _ in range(warmup):
         for n in order:
             sessions[n].run(None, feeds[n])
     rng = random.Random(seed)
@@ -249,7 +250,7 @@ def measure(args, seed, mode, amounts, log):
     gc.collect()
     gc.disable()
     try:
-        for _ in range(args.runs):
+        for _ in range(runs):
             rng.shuffle(order)
             for n in order:
                 t = time.perf_counter()
@@ -257,14 +258,30 @@ def measure(args, seed, mode, amounts, log):
                 times[n].append((time.perf_counter() - t) * 1e3)
     finally:
         gc.enable()
-    elapsed = time.perf_counter() - t0
-    med = {n: statistics.median(t) for n, t in times.items()}
-    q = {n: statistics.quantiles(t, n=4) for n, t in times.items()}
+    return {"seconds": time.perf_counter() - t0, "median_ms": {n: statistics.median(t) for n, t in times.items()},
+            "quartiles_ms": {n: statistics.quantiles(t, n=4) for n, t in times.items()},
+            "rel_dev_from_masked": dev}
+
+
+def measure(args, seed, mode, amounts, log):
+    """Median latency of the dense export and of every export of `amounts`, side by side."""
+    base_dir = os.path.join(args.work, f"seed{seed}")
+    path = os.path.join(base_dir, mode, "latency.json")
+    names = ["dense"] + [f"a{a:.2f}/{v}" for a in amounts for v in EXPORTS]
+    if os.path.exists(path):
+        old = load(path)
+        if all(n in old["median_ms"] for n in names) and old["runs"] == args.runs:
+            return old
+    files = {"dense": f"{base_dir}/dense.onnx"}
+    files.update({f"a{a:.2f}/{v}": f"{base_dir}/{mode}/a{a:.2f}/{v}.onnx" for a in amounts for v in EXPORTS})
+    refs = {f"a{a:.2f}/{v}": f"{base_dir}/{mode}/a{a:.2f}/masked.onnx" for a in amounts for v in EXPORTS}
+    res = time_sessions(files, refs, seed, args.runs, args.warmup, f"seed {seed} {mode}")
+    elapsed, med, q, dev = res["seconds"], res["median_ms"], res["quartiles_ms"], res["rel_dev_from_masked"]
     out = {"seed": seed, "mode": mode, "runs": args.runs, "warmup": args.warmup, "seconds": round(elapsed, 1),
            "loadavg": os.getloadavg()[0], "median_ms": med, "q1_ms": {n: v[0] for n, v in q.items()},
            "q3_ms": {n: v[2] for n, v in q.items()}, "rel_dev_from_masked": dev}
     save(path, out)
-    print(f"  {elapsed:6.1f} s  latency seed {seed} {mode}: {len(sessions)} sessions x {args.runs} rounds", flush=True)
+    print(f"  {elapsed:6.1f} s  latency seed {seed} {mode}: {len(files)} sessions x {args.runs} rounds", flush=True)
     log.append({"cmd": f"latency seed {seed} {mode}", "s": round(elapsed, 1)})
     return out
 
