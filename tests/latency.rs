@@ -211,7 +211,10 @@ fn tables_are_strict() {
     let negative = ok.replacen("\"us\": 1.0, \"nchwc\"", "\"us\": -1.0, \"nchwc\"", 1);
     assert!(Table::from_json(&negative).is_err());
     let bad_scale = ok.replacen("\"scale\": 1.0", "\"scale\": 0.0", 1);
-    assert!(Table::from_json(&bad_scale).unwrap_err().to_string().contains("scale"));
+    assert!(Table::from_json(&bad_scale)
+        .unwrap_err()
+        .to_string()
+        .contains("scale"));
     let unsorted = ok.replacen(
         "{\"bytes\": 1000, \"us\": 1.0}",
         "{\"bytes\": 0, \"us\": 1.0}",

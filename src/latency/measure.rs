@@ -610,9 +610,8 @@ fn probe(
     let weights = crate::weights::random(&program, 0);
     let bytes = crate::onnx::export_bytes(&program, &weights)
         .map_err(|e| MeasureError(format!("export of a micro-model: {e}")))?;
-    probe_bytes(env, &bytes, &program, settings, profile, seed).map_err(|e| {
-        MeasureError(format!("{e}\n{source}"))
-    })
+    probe_bytes(env, &bytes, &program, settings, profile, seed)
+        .map_err(|e| MeasureError(format!("{e}\n{source}")))
 }
 
 /// A session for the ONNX `bytes` of `program`, random inputs from `seed`.
