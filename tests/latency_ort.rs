@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{nnirc, program, root};
+use common::{nnirc, program};
 use nnirc::latency::measure::{find_library, measure, OptLevel, Settings};
 use nnirc::latency::{predict, Table};
 
@@ -23,21 +23,10 @@ const TINY: &str = "model tiny(%x: f32[1, 16, 8, 8]) -> (%y) {
 }
 ";
 
+/// The library (`$ORT_DYLIB_PATH`, or the wheel in `target/ort-venv`: tests run in the crate
+/// root); its absence fails under CI and skips elsewhere.
 fn library() -> Option<std::path::PathBuf> {
-    let lib = find_library().or_else(|| {
-        let venv = root().join("target/ort-venv/lib");
-        std::fs::read_dir(venv).ok()?.flatten().find_map(|py| {
-            let capi = py.path().join("site-packages/onnxruntime/capi");
-            std::fs::read_dir(capi)
-                .ok()?
-                .flatten()
-                .map(|f| f.path())
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
-                })
-        })
-    });
+    let lib = find_library();
     if lib.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),

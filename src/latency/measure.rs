@@ -96,7 +96,7 @@ fn session_option<E: fmt::Display>(e: E) -> MeasureError {
 }
 
 /// onnxruntime's graph optimization levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptLevel {
     Disable,
     Basic,
