@@ -30,6 +30,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,8 @@ def run(cmd):
 
 
 def predict_ms(args, nnir, table):
-    out = nnir + ".prediction.json"
+    # Into the work directory: the dense model's .nnir is the zoo file itself.
+    out = os.path.join(args.work_dir, os.path.basename(nnir) + f".{abs(hash(nnir))}.prediction.json")
     run([args.nnirc, "latency", "predict", nnir, "--table", table, "--json", out])
     with open(out) as f:
         return json.load(f)["total_us"] / 1e3
@@ -218,6 +220,7 @@ def main():
         print(f"{label}: spearman {data['spearman'][label]:.3f}; "
               + ", ".join(f"{r['variant']}@{r['amount']:g} {100 * r['error']:+.1f}%"
                           for r in data["rows"] if r["model"] == label and "error" in r), file=sys.stderr)
+    shutil.rmtree(args.work_dir, ignore_errors=True)
     data["loadavg_end"] = os.getloadavg()
     data["wall_s"] = round(time.perf_counter() - t_start, 1)
     with open(os.path.join(args.out, "validation.json"), "w") as f:

@@ -149,8 +149,10 @@ def ensure_table(args, label, log):
         print(f"sp_lamp.py: {label}: {cache} is being written by another process; waiting", file=sys.stderr)
         time.sleep(10)
     if os.path.exists(table):
-        info = rec.get(label) or {"measured_by_this_script": False,
-                                  "note": "the table existed; not re-measured"}
+        # An existing table is used as it is; its own `measured` field says when it was made
+        # (a record of an earlier run of this script may describe an older table).
+        info = {"measured_by_this_script": False, "note": "the table existed; not re-measured",
+                "table_measured": load(table).get("measured")}
     else:
         l0 = os.getloadavg()
         rel = os.path.relpath(table, REPO)
