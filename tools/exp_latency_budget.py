@@ -396,10 +396,6 @@ def cell(s, scale=100, digits=1, sd=True):
     return t
 
 
-def rng(s, digits=2):
-    return "-" if s is None else f"{s['mean']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
-
-
 def table(data):
     d = data["dense"]
     top = summary([x["top1"] for x in d])
@@ -425,8 +421,8 @@ def table(data):
         vs = "-" if r["method"] == "sp-lamp" else (
             f"{100 * r['gap_vs_sp_lamp']['min']:+.1f} to {100 * r['gap_vs_sp_lamp']['max']:+.1f}%{flag}")
         lines.append(
-            f"| {r['budget']:.2f} | {r['method']} | {amounts} | {rng(r['predicted_ratio'])} | {vs} "
-            f"| {rng(r['latency_ratio'])} | {rng(r['latency_over_budget'])} | {rng(r['params_ratio'])} "
+            f"| {r['budget']:.2f} | {r['method']} | {amounts} | {xs.ratio_cell(r['predicted_ratio'])} | {vs} "
+            f"| {xs.ratio_cell(r['latency_ratio'])} | {xs.ratio_cell(r['latency_over_budget'])} | {xs.ratio_cell(r['params_ratio'])} "
             f"| {cell(r['top1_pruned'])} | {cell(r['top1_finetuned'])} |")
     return "\n".join(lines) + "\n"
 
