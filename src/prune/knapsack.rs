@@ -336,6 +336,17 @@ type Move = (f64, f64, Vec<(usize, usize)>);
 /// one class, or two classes that share a term (a conv and the group it reads: the moves the
 /// fixed point cannot see, since it freezes one of them). Only the terms a move touches are
 /// re-costed. The value never drops, so an exact MCKP optimum is kept.
+/// The cost terms that depend on any class a move changes, each once, ascending.
+fn touched_terms(moves: &[(usize, usize)], terms_of: &[Vec<usize>]) -> Vec<usize> {
+    let mut touched: Vec<usize> = moves
+        .iter()
+        .flat_map(|&(c, _)| terms_of[c].iter().copied())
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    touched
+}
+
 fn polish(
     problem: &Problem,
     cost: &dyn Fn(usize, &[usize]) -> f64,
@@ -377,13 +388,7 @@ fn polish(
                 for &(c, k) in &moves {
                     scratch[c] = k;
                 }
-                let mut touched: Vec<usize> = moves
-                    .iter()
-                    .flat_map(|&(c, _)| terms_of[c].iter().copied())
-                    .collect();
-                touched.sort_unstable();
-                touched.dedup();
-                let delta: f64 = touched
+                let delta: f64 = touched_terms(&moves, &terms_of)
                     .iter()
                     .map(|&t| cost(t, scratch) - term_cost[t])
                     .sum();
@@ -415,13 +420,7 @@ fn polish(
         for &(c, k) in &moves {
             choice[c] = k;
         }
-        let mut touched: Vec<usize> = moves
-            .iter()
-            .flat_map(|&(c, _)| terms_of[c].iter().copied())
-            .collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for t in touched {
+        for t in touched_terms(&moves, &terms_of) {
             term_cost[t] = cost(t, &choice);
         }
         spent = term_cost.iter().sum();
