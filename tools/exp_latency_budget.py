@@ -433,11 +433,7 @@ STYLE = {"sp-lamp": ("tab:red", "o"), "l1": ("tab:blue", "s"), "l2": ("tab:cyan"
 
 
 def plot(data, out):
-    import matplotlib
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "nnirc"
-    matplotlib.rcParams["svg.fonttype"] = "none"
-    import matplotlib.pyplot as plt
+    plt = xs.pyplot()
 
     rows = data["summary"]
     dense = summary([x["top1"] for x in data["dense"]])

@@ -376,12 +376,18 @@ STYLE = {"unconstrained": ("tab:blue", "o"), "constrained": ("tab:red", "^"),
          "output-uncoupled": ("tab:gray", "s")}
 
 
-def plot(data, out):
+def pyplot():
+    """matplotlib's pyplot, headless, with reproducible SVG output (fixed ids, text as text)."""
     import matplotlib
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "nnirc"
     matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot(data, out):
+    plt = pyplot()
 
     rows = data["summary"]
     dense = summary([x["top1"] for x in data["dense"]])
