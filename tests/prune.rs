@@ -669,7 +669,7 @@ fn kept_sp_lamp_score_compares_methods() {
         let mut lost = 0.0;
         for g in &report.groups {
             // Groups of this block have one producer each.
-            let n = p.node_by_name(&g.producers[0]).unwrap();
+            let n = p.node_by_name(&g.layers[0]).unwrap();
             let w = p.graph[n].params[0];
             let rows =
                 nnirc::prune::scores::slices(&weights.values(w), &p.params[w].shape, Side::Output);
@@ -782,7 +782,7 @@ fn sp_lamp_usage_and_budget_errors() {
         .join("tests/data/latency_example.json")
         .display()
         .to_string();
-    let cases: [(&[&str], i32, &str); 8] = [
+    let cases: [(&[&str], i32, &str); 7] = [
         (
             &["--side", "output", "--latency-budget", "50%"],
             2,
@@ -799,11 +799,6 @@ fn sp_lamp_usage_and_budget_errors() {
             ],
             1,
             "no \"version\" field",
-        ),
-        (
-            &["--latency-budget", "50%", "--latency-proxy", "macs"],
-            2,
-            "--side output",
         ),
         (
             &[out[0], out[1], "--latency-proxy", "macs"],
@@ -940,4 +935,168 @@ fn sp_lamp_with_a_measured_table_stays_in_budget_on_block_widths() {
             .sum();
         assert_eq!(kept % block, 0, "{line}");
     }
+}
+
+/// Copies cost `COPY_MS` each, layers 1 ms per 10^9 multiply-adds; the knapsack's
+/// per-consumer terms see only the layers (`read_ms` is the default: free), the price of a
+/// whole program sees both. An export-aware pruner must still meet the budget.
+struct CopyHeavy;
+const COPY_MS: f64 = 0.02;
+
+impl nnirc::prune::NodeLatency for CopyHeavy {
+    fn node_ms(
+        &self,
+        p: &Program,
+        n: petgraph::graph::NodeIndex,
+        c_in: usize,
+        c_out: usize,
+    ) -> f64 {
+        nnirc::prune::macs(p, n, c_in, c_out) as f64 * 1e-9
+    }
+
+    fn program_ms(&self, p: &Program) -> Result<f64, String> {
+        Ok(p.graph
+            .node_indices()
+            .map(|n| match &p.graph[n].op {
+                Op::Slice { .. } | Op::Gather { .. } => COPY_MS,
+                Op::Input => 0.0,
+                _ => {
+                    let c_in = p.graph[p.operands(n)[0]].shape.get(1).copied().unwrap_or(1);
+                    self.node_ms(p, n, c_in, p.graph[n].shape[1])
+                }
+            })
+            .sum())
+    }
+}
+
+#[test]
+fn sp_lamp_input_side_meets_the_budget_on_the_export() {
+    use nnirc::optimize::{export_graph, optimize, OptimizeConfig};
+    use nnirc::prune::{LatencyBudget, LatencySource, MacsLatency, Method, NodeLatency};
+    use std::sync::Arc;
+    let source = read(Path::new("examples/zoo/resnet18.nnir"));
+    let compiled = nnirc::compile(&source);
+    let p = compiled.program.as_ref().unwrap();
+    let weights = nnirc::weights::random(p, 0);
+    let run = |latency: LatencySource| {
+        let config = PruneConfig {
+            method: Method::SpLamp,
+            side: Side::Input,
+            budget: Some(LatencyBudget::Fraction(0.6)),
+            width_step: 16,
+            latency: Some(latency),
+            ..Default::default()
+        };
+        nnirc::prune::prune(&source, &compiled.parsed, p, &weights, &config).unwrap()
+    };
+    let export_ms = |text: &str| {
+        let masked = program(text);
+        CopyHeavy
+            .program_ms(&export_graph(&masked, &OptimizeConfig::default()).unwrap())
+            .unwrap()
+    };
+    let dense_ms = CopyHeavy.program_ms(p).unwrap();
+    // Priced without copies (MACs), the masks prune many consumers, and their export, with
+    // its copies, is far over a budget of 60% of the copy-aware dense price.
+    let blind = run(LatencySource(Arc::new(MacsLatency)));
+    let blind_ms = export_ms(&blind.text);
+    assert!(blind_ms > 0.6 * dense_ms * 1.05, "{blind_ms} vs {dense_ms}");
+    // Priced by the export, they meet it: fewer consumers pay a copy.
+    let aware = run(LatencySource(Arc::new(CopyHeavy)));
+    let report = aware.latency.as_ref().unwrap();
+    let export = report.export.as_ref().unwrap();
+    assert_eq!(export.mode, "upscale");
+    assert!((report.dense_ms - dense_ms).abs() < 1e-12);
+    assert!((report.budget_ms - 0.6 * dense_ms).abs() < 1e-12);
+    let aware_ms = export_ms(&aware.text);
+    assert!(
+        (aware_ms - report.predicted_ms).abs() < 1e-12,
+        "{aware_ms} {report:?}"
+    );
+    assert!(
+        aware_ms <= report.budget_ms,
+        "{aware_ms} > {}",
+        report.budget_ms
+    );
+    assert!((export.model_ms + export.rest_ms - aware_ms).abs() < 1e-9);
+    assert!(
+        aware.layers.len() < blind.layers.len(),
+        "{} {}",
+        aware.layers.len(),
+        blind.layers.len()
+    );
+    // Every consumer keeps a multiple of 16 channels, or all; the masks optimize and verify.
+    for layer in &aware.layers {
+        assert!(layer.kept >= 16 && layer.kept % 16 == 0, "{layer:?}");
+    }
+    let masked = program(&aware.text);
+    let config = OptimizeConfig {
+        verify: Some(0),
+        ..Default::default()
+    };
+    let optimized = optimize(&masked, &weights, &config).unwrap();
+    assert!(optimized.report.verify.unwrap().passed());
+}
+
+#[test]
+fn sp_lamp_input_side_prices_what_latency_predict_says_of_the_optimize_output() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["fashion_cnn.nnir", "fashion_cnn.safetensors"] {
+        std::fs::copy(root().join("examples/fashion").join(f), dir.path().join(f)).unwrap();
+    }
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let table = root()
+        .join("docs/latency/tables/fashion_cnn.json")
+        .display()
+        .to_string();
+    let (_, stderr) = prune_ok(&[
+        &path("fashion_cnn.nnir"),
+        "--method",
+        "sp-lamp",
+        "--latency-budget",
+        "70%",
+        "--latency-table",
+        &table,
+        "-o",
+        &path("pruned.nnir"),
+        "--json",
+        &path("prune.json"),
+    ]);
+    assert!(stderr.contains("priced on the upscale export"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("prune.json")).unwrap()).unwrap();
+    let latency = &report["latency"];
+    let (code, _, stderr) = nnirc(&[
+        "optimize",
+        &path("pruned.nnir"),
+        "--verify",
+        "-o",
+        &path("up.nnir"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = nnirc(&[
+        "latency",
+        "predict",
+        &path("up.nnir"),
+        "--table",
+        &table,
+        "--json",
+        &path("predict.json"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let predicted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("predict.json")).unwrap()).unwrap();
+    let total_ms = predicted["total_us"].as_f64().unwrap() / 1e3;
+    let f = |k: &str| latency[k].as_f64().unwrap();
+    assert!(
+        (f("predicted_ms") - total_ms).abs() < 1e-9,
+        "{latency} vs {total_ms}"
+    );
+    assert!(
+        total_ms <= f("budget_ms"),
+        "{total_ms} > {}",
+        f("budget_ms")
+    );
+    assert!((f("budget_ms") - 0.7 * f("dense_ms")).abs() < 1e-12);
+    assert!(!report["layers"].as_array().unwrap().is_empty(), "{report}");
 }

@@ -137,7 +137,9 @@ pub enum Command {
     /// Depthwise and grouped convs are never masked, linear layers only with
     /// --include-linear. --side output prunes output channels, one mask per coupled group
     /// (the constrained mode); --global sets one threshold across layers by LAMP; --method
-    /// sp-lamp chooses group widths under --latency-budget.
+    /// sp-lamp chooses widths under --latency-budget: per coupled group with --side output,
+    /// per consumer with --side input, where the budget is checked on the predicted latency
+    /// of the export `nnirc optimize` will make of the masks (export-aware).
     ///
     /// Every existing mask of the chosen side is replaced: layers the recipe prunes get the
     /// new mask, all others lose theirs. Masks of the other side are kept. The output is the
@@ -314,7 +316,8 @@ pub struct RunOptions {
 #[derive(Debug, clap::Args)]
 pub struct PruneOptions {
     /// How channels are scored (the lowest are pruned): l1, l2, fpgm, bn-scale, lamp, or
-    /// sp-lamp (one width per coupled group under --latency-budget). Formulas: docs/cli.md.
+    /// sp-lamp (one width per group or consumer under --latency-budget). Formulas:
+    /// docs/cli.md.
     #[arg(long, value_enum, default_value_t = Method::L1)]
     pub method: Method,
     /// Fraction of channels to prune, in [0, 1): floor(AMOUNT * C) of each layer's (or
@@ -332,7 +335,9 @@ pub struct PruneOptions {
     #[arg(long)]
     pub global: bool,
     /// sp-lamp: the predicted latency to stay within: milliseconds (12.5ms) or a fraction of
-    /// the dense model's predicted latency (0.7 or 70%).
+    /// the dense model's predicted latency (0.7 or 70%). --side output: the sum over the
+    /// layers; --side input: the whole export (`nnirc latency predict` of the `nnirc
+    /// optimize` output, reorders and overheads included).
     #[arg(long, value_name = "BUDGET", value_parser = parse_budget)]
     pub latency_budget: Option<crate::prune::LatencyBudget>,
     /// sp-lamp: a latency table measured on the deploy runtime (`nnirc latency measure`):
@@ -344,7 +349,7 @@ pub struct PruneOptions {
     /// convs and linear layers, 1 ms per 10^9; not a measurement).
     #[arg(long, value_enum, value_name = "PROXY")]
     pub latency_proxy: Option<LatencyProxy>,
-    /// sp-lamp: kept widths are multiples of N (or a group's full width). Default: the NCHWc
+    /// sp-lamp: kept widths are multiples of N (or all channels). Default: the NCHWc
     /// block of --latency-table's runtime, else 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub width_step: Option<u32>,

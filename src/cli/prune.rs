@@ -208,9 +208,13 @@ fn summary(
                 row.name, row.dense_ms, row.ms, row.c_in, row.c_out
             );
         }
+        let outside = match l.export {
+            Some(_) => "outside the knapsack's model of the consumers at full width",
+            None => "unchanged by pruning",
+        };
         out += &format!(
             "  predicted latency: {:.4} ms of a {:.4} ms budget (dense {:.4} ms, {:.4} ms of it \
-             unchanged by pruning); score {:.4} of {:.4}; {} knapsack rounds{}\n",
+             {outside}); score {:.4} of {:.4}; {} knapsack rounds{}\n",
             l.predicted_ms,
             l.budget_ms,
             l.dense_ms,
@@ -220,6 +224,14 @@ fn summary(
             l.rounds,
             if l.converged { ", converged" } else { "" },
         );
+        if let Some(e) = &l.export {
+            out += &format!(
+                "  priced on the {} export (`nnirc optimize` default): the knapsack's model of \
+                 the consumers {:.4} ms + {:.4} ms it does not see; {} exports priced, {} \
+                 local-search moves\n",
+                e.mode, e.model_ms, e.rest_ms, e.evaluations, e.moves
+            );
+        }
     }
     out
 }

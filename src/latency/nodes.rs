@@ -2,7 +2,9 @@
 //! node that starts a unit costs the unit's predicted time at its widths; a node fused into a
 //! unit costs nothing of its own (its time is in the unit's). Layout reorders and the
 //! runtime's overheads depend on the whole graph and are not per-node; `nnirc latency
-//! predict` adds them.
+//! predict` adds them, and so does the whole-program cost
+//! ([`crate::prune::NodeLatency::program_ms`]) that
+//! the export-aware knapsack prices exports with.
 
 use super::table::Table;
 use super::units::{units, Kernel};
@@ -59,5 +61,29 @@ impl NodeLatency for UnitLatency {
             }
         };
         us * self.table.calibration.scale / 1e3
+    }
+
+    /// The table's gather at the consumer's input size; nothing where the table has none (the
+    /// export's [`NodeLatency::program_ms`] then fails on the missing kernel, so nothing is priced
+    /// silently at zero in the end).
+    fn read_ms(&self, program: &Program, consumer: NodeIndex, c_in: usize, c_out: usize) -> f64 {
+        let Some(&src) = program.operands(consumer).first() else {
+            return 0.0;
+        };
+        let shape = &program.graph[src].shape;
+        let input = match shape.len() {
+            4 => [shape[2], shape[3]],
+            _ => [1, 1],
+        };
+        self.table
+            .lookup(&Kernel::Gather { input }, c_in.max(1), c_out.max(1))
+            .map_or(0.0, |(us, _)| us * self.table.calibration.scale / 1e3)
+    }
+
+    /// [`super::predict`]: units, reorders and overheads of the whole program.
+    fn program_ms(&self, program: &Program) -> Result<f64, String> {
+        super::predict(program, &self.table)
+            .map(|p| p.total_us / 1e3)
+            .map_err(|e| e.to_string())
     }
 }

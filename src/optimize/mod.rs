@@ -228,6 +228,22 @@ impl std::fmt::Display for OptimizeError {
 
 impl std::error::Error for OptimizeError {}
 
+/// The optimized program of [`optimize`] without its weights, report or verification: what
+/// the export-aware pruner ([`crate::prune::export_aware`]) prices many times over. Only the
+/// plan and the rewrite run; no weight is cut.
+pub fn export_graph(program: &Program, config: &OptimizeConfig) -> Result<Program, OptimizeError> {
+    let united;
+    let target = match config.mode {
+        Mode::Union => {
+            united = union_masks(program).0;
+            &united
+        }
+        _ => program,
+    };
+    let plan = plan::plan(target, config);
+    Ok(rewrite::rewrite(target, &plan, config)?.program)
+}
+
 /// Optimizes a masked program: the UPSCALE export plus its report.
 ///
 /// ```

@@ -34,6 +34,39 @@ pub trait NodeLatency {
     /// Milliseconds. For ops that carry channels (relu, add, batch_norm, pools, concat...)
     /// `c_in == c_out`; for flatten `c_out` counts features.
     fn node_ms(&self, program: &Program, node: NodeIndex, c_in: usize, c_out: usize) -> f64;
+
+    /// Milliseconds of the copy in front of `consumer` when it reads `c_out` of its input's
+    /// `c_in` channels (a gather: the worst case of the export). The default prices copies at
+    /// nothing.
+    fn read_ms(
+        &self,
+        _program: &Program,
+        _consumer: NodeIndex,
+        _c_in: usize,
+        _c_out: usize,
+    ) -> f64 {
+        0.0
+    }
+
+    /// Milliseconds of a whole program at its own widths (any program, e.g. an export): the
+    /// cost of the export-aware knapsack ([`super::export_aware`]). The default sums
+    /// [`Self::node_ms`] over the nodes.
+    fn program_ms(&self, program: &Program) -> Result<f64, String> {
+        Ok(program
+            .graph
+            .node_indices()
+            .filter(|&n| program.graph[n].op != Op::Input)
+            .map(|n| {
+                let c_out = program.graph[n].shape.get(1).copied().unwrap_or(1);
+                let c_in = program
+                    .operands(n)
+                    .first()
+                    .and_then(|&src| program.graph[src].shape.get(1).copied())
+                    .unwrap_or(c_out);
+                self.node_ms(program, n, c_in, c_out)
+            })
+            .sum())
+    }
 }
 
 /// A shared latency predictor in a [`super::PruneConfig`] (compared by identity).
@@ -166,11 +199,12 @@ pub struct NodeRow {
     pub ms: f64,
 }
 
-/// One group's chosen width.
+/// One unit's chosen width.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupRow {
-    /// The producers of the group (result names).
-    pub producers: Vec<String>,
+    /// The layers of the unit (result names): the producers of a coupled group on the output
+    /// side, the one consumer on the input side.
+    pub layers: Vec<String>,
     pub kept: usize,
     pub channels: usize,
     /// Sum of the kept channels' SP-LAMP scores, and of all of them.
@@ -196,24 +230,37 @@ pub struct LatencyReport {
     /// Every node but the model inputs, in node order.
     pub nodes: Vec<NodeRow>,
     pub groups: Vec<GroupRow>,
+    /// Input side: the export the budget was checked on (then `dense_ms` and `predicted_ms`
+    /// are that export's).
+    pub export: Option<ExportLatency>,
 }
 
-/// Kept widths of `units` (output-side groups) under the budget; `scores[u]` are unit `u`'s
-/// SP-LAMP scores.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn choose_widths(
-    program: &Program,
-    prov: &Provenance,
-    segs: &Segments,
+/// Input side ([`super::export_aware`]): the predicted latency of the export `nnirc optimize`
+/// makes of the result, against the knapsack's per-consumer model of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportLatency {
+    /// The export priced (`nnirc optimize --mode`).
+    pub mode: String,
+    /// The knapsack's separable model of the result: each consumer's conv at its kept input
+    /// width plus, where it keeps fewer than all, a gather.
+    pub model_ms: f64,
+    /// What the model does not see, at the result: the export's predicted latency minus the
+    /// model (other layers, producers narrowed by dead channels, reorders, overheads, reads
+    /// the export makes contiguous).
+    pub rest_ms: f64,
+    /// Exports priced.
+    pub evaluations: usize,
+    /// Local-search moves taken after the fixed point.
+    pub moves: usize,
+}
+
+/// The knapsack's options per unit: the kept widths `step, 2 step, ... < N` and `N`, and the
+/// value of each (the sum of the unit's that many largest `scores`).
+pub(super) fn options(
     units: &[Unit],
-    group_of_segment: &[Option<usize>],
     scores: &[Vec<f64>],
-    latency: &dyn NodeLatency,
-    budget: LatencyBudget,
     width_step: usize,
-) -> Result<(Vec<usize>, LatencyReport), PruneError> {
-    let channels: Vec<usize> = units.iter().map(|u| u.channels).collect();
-    // Options and values per group.
+) -> (Vec<Vec<usize>>, Vec<Vec<f64>>) {
     let mut widths: Vec<Vec<usize>> = Vec::with_capacity(units.len());
     let mut values: Vec<Vec<f64>> = Vec::with_capacity(units.len());
     for (unit, s) in units.iter().zip(scores) {
@@ -235,6 +282,25 @@ pub(super) fn choose_widths(
         values.push(w.iter().map(|&k| prefix[k - 1]).collect());
         widths.push(w);
     }
+    (widths, values)
+}
+
+/// Kept widths of `units` (output-side groups) under the budget; `scores[u]` are unit `u`'s
+/// SP-LAMP scores.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn choose_widths(
+    program: &Program,
+    prov: &Provenance,
+    segs: &Segments,
+    units: &[Unit],
+    group_of_segment: &[Option<usize>],
+    scores: &[Vec<f64>],
+    latency: &dyn NodeLatency,
+    budget: LatencyBudget,
+    width_step: usize,
+) -> Result<(Vec<usize>, LatencyReport), PruneError> {
+    let channels: Vec<usize> = units.iter().map(|u| u.channels).collect();
+    let (widths, values) = options(units, scores, width_step);
     // Cost terms: one per node but the inputs.
     let nodes: Vec<NodeIndex> = program
         .graph
@@ -341,7 +407,7 @@ pub(super) fn choose_widths(
         .iter()
         .enumerate()
         .map(|(g, unit)| GroupRow {
-            producers: unit
+            layers: unit
                 .members
                 .iter()
                 .map(|(n, _)| program.graph[*n].name.clone())
@@ -365,6 +431,7 @@ pub(super) fn choose_widths(
         converged: solution.converged,
         nodes: rows,
         groups,
+        export: None,
     };
     Ok((kept, report))
 }

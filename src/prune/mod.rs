@@ -11,8 +11,9 @@
 //! - `global`: every unit's scores are LAMP-normalised ([`scores::lamp`]) and one threshold
 //!   removes `floor(amount * total)` channels across all units (global LAMP: magnitude pruning
 //!   with per-layer amounts chosen automatically);
-//! - `sp-lamp`: one width per group from the [`knapsack`] under a latency budget
-//!   ([`latency`]).
+//! - `sp-lamp`: one width per unit from the [`knapsack`] under a latency budget: per coupled
+//!   group on the output side ([`latency`]), per consumer on the input side, where the cost
+//!   is the predicted latency of the export the masks will get ([`export_aware`]).
 //!
 //! The default is the reference recipe of the UPSCALE evaluation (DESIGN.md section 4): every
 //! conv2d with groups == 1 that does not read a model input directly (the image stem) drops
@@ -29,6 +30,7 @@
 //! (stable sorts, ties broken by the lower channel index, then the earlier unit).
 
 mod edit;
+pub mod export_aware;
 pub mod groups;
 pub mod knapsack;
 pub mod latency;
@@ -37,7 +39,8 @@ pub mod scores;
 pub use edit::{clear_masks, set_masks};
 pub use groups::Unit;
 pub use latency::{
-    macs, GroupRow, LatencyBudget, LatencyReport, LatencySource, MacsLatency, NodeLatency, NodeRow,
+    macs, ExportLatency, GroupRow, LatencyBudget, LatencyReport, LatencySource, MacsLatency,
+    NodeLatency, NodeRow,
 };
 pub use scores::l1_norms;
 
@@ -64,8 +67,9 @@ pub enum Method {
     /// Squared L2 norm (plus the batch norm's gamma^2 on the output side); LAMP-normalised
     /// with --global. Per layer it keeps the same channels as l2.
     Lamp,
-    /// SP-LAMP: LAMP scores of coupled groups, one width per group chosen by a knapsack under
-    /// a latency budget (output side only).
+    /// SP-LAMP: LAMP scores, one width per unit chosen by a knapsack under a latency budget:
+    /// per coupled group on the output side; per consumer on the input side, priced by the
+    /// export ([`export_aware`]).
     SpLamp,
 }
 
@@ -153,9 +157,6 @@ impl PruneConfig {
                 return bad("a latency budget or predictor only applies to --method sp-lamp");
             }
             return Ok(());
-        }
-        if self.side != Side::Output {
-            return bad("sp-lamp chooses one width per coupled group: it needs --side output");
         }
         if self.global {
             return bad("sp-lamp is global already (one knapsack over all groups): drop --global");
@@ -324,17 +325,29 @@ fn plan(program: &Program, weights: &Weights, config: &PruneConfig) -> Result<Pl
     let mut latency = None;
     let kept: Vec<Vec<usize>> = if config.method == Method::SpLamp {
         let lamps: Vec<Vec<f64>> = scores.iter().map(|s| scores::lamp(s)).collect();
-        let (widths, report) = latency::choose_widths(
-            program,
-            &prov,
-            &segs,
-            &units,
-            &group_of_segment,
-            &lamps,
-            config.latency.as_ref().expect("checked").0.as_ref(),
-            config.budget.expect("checked"),
-            config.width_step,
-        )?;
+        let predictor = config.latency.as_ref().expect("checked").0.as_ref();
+        let budget = config.budget.expect("checked");
+        let (widths, report) = match config.side {
+            Side::Output => latency::choose_widths(
+                program,
+                &prov,
+                &segs,
+                &units,
+                &group_of_segment,
+                &lamps,
+                predictor,
+                budget,
+                config.width_step,
+            )?,
+            Side::Input => export_aware::choose_input_widths(
+                program,
+                &units,
+                &lamps,
+                predictor,
+                budget,
+                config.width_step,
+            )?,
+        };
         latency = Some(report);
         scores
             .iter()
@@ -569,10 +582,6 @@ mod tests {
             PruneConfig {
                 budget: Some(LatencyBudget::Ms(1.0)),
                 ..ok.clone()
-            },
-            PruneConfig {
-                side: Side::Input,
-                ..sp.clone()
             },
             PruneConfig {
                 global: true,
