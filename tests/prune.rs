@@ -630,7 +630,7 @@ fn kept_sp_lamp_score_compares_methods() {
         ))),
         ..out.clone()
     });
-    let (score, report) = (sp.sp_lamp_score.unwrap(), sp.latency.unwrap());
+    let (score, report) = (sp.sp_lamp_score, sp.latency.unwrap());
     assert!(
         (score.kept - report.score).abs() < 1e-9,
         "{score:?} {report:?}"
@@ -642,8 +642,7 @@ fn kept_sp_lamp_score_compares_methods() {
         amount: 0.0,
         ..out.clone()
     })
-    .sp_lamp_score
-    .unwrap();
+    .sp_lamp_score;
     assert_eq!(whole.kept, whole.total);
     assert!((whole.total - report.max_score).abs() < 1e-9);
 
@@ -662,7 +661,7 @@ fn kept_sp_lamp_score_compares_methods() {
         },
     ] {
         let pruned = run(config.clone());
-        let score = pruned.sp_lamp_score.unwrap();
+        let score = pruned.sp_lamp_score;
         assert!(score.kept < score.total && score.kept > 0.0, "{config:?}");
         assert!((score.total - whole.total).abs() < 1e-12);
         let masked = program(&pruned.text);
@@ -694,8 +693,37 @@ fn kept_sp_lamp_score_compares_methods() {
         }
         assert!((whole.total - lost - score.kept).abs() < 1e-9, "{config:?}");
     }
+    // The input side: per consumer, LAMP of the squared column norms, over the kept columns;
+    // input-side sp-lamp's knapsack value is the same sum.
     let input = run(PruneConfig::default());
-    assert_eq!(input.sp_lamp_score, None);
+    let masked = program(&input.text);
+    let (mut kept, mut total) = (0.0, 0.0);
+    for layer in &input.layers {
+        let n = p.node_by_name(&layer.name).unwrap();
+        let w = p.graph[n].params[0];
+        let cols =
+            nnirc::prune::scores::slices(&weights.values(w), &p.params[w].shape, Side::Input);
+        let sq: Vec<f64> = cols.iter().map(|c| c.iter().map(|v| v * v).sum()).collect();
+        let lamp = nnirc::prune::scores::lamp(&sq);
+        let k = masked.graph[n].keep_in.as_ref().unwrap();
+        kept += k.iter().map(|&c| lamp[c]).sum::<f64>();
+        total += lamp.iter().sum::<f64>();
+    }
+    // Consumers the amount leaves whole have no mask and add as much to both sums.
+    let whole = input.sp_lamp_score.total - total;
+    assert!(whole >= -1e-9, "{:?}", input.sp_lamp_score);
+    assert!((input.sp_lamp_score.kept - kept - whole).abs() < 1e-9);
+    let sp_in = run(PruneConfig {
+        method: Method::SpLamp,
+        budget: Some(LatencyBudget::Fraction(0.6)),
+        latency: Some(LatencySource(std::sync::Arc::new(
+            nnirc::prune::MacsLatency,
+        ))),
+        ..PruneConfig::default()
+    });
+    let report = sp_in.latency.unwrap();
+    assert!((sp_in.sp_lamp_score.kept - report.score).abs() < 1e-9);
+    assert!((sp_in.sp_lamp_score.total - report.max_score).abs() < 1e-9);
 }
 
 #[test]

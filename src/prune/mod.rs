@@ -282,14 +282,15 @@ struct Plan {
     /// Units (layers on the input side, coupled groups on the output side).
     units: usize,
     latency: Option<LatencyReport>,
-    sp_lamp_score: Option<KeptScore>,
+    sp_lamp_score: KeptScore,
 }
 
-/// The SP-LAMP score that output-side masks keep, whatever method chose them: per coupled
-/// group, the [LAMP](scores::lamp)-normalised SP-LAMP scores (squared filter norms plus the
-/// batch norms' `gamma^2`) summed over the kept channels, summed over the groups. It is the
-/// objective sp-lamp's knapsack maximises, so masks from `l1`, `lamp --global` and `sp-lamp`
-/// can be compared on one scale.
+/// The SP-LAMP score that masks keep, whatever method chose them: per unit, the
+/// [LAMP](scores::lamp)-normalised SP-LAMP scores summed over the kept channels, summed over
+/// the units. On the output side a unit is a coupled group and a score is a squared filter
+/// norm plus the batch norms' `gamma^2`; on the input side a unit is a consumer and a score a
+/// squared weight-column norm. It is the objective sp-lamp's knapsack maximises, so masks from
+/// `l1`, `lamp --global` and `sp-lamp` of one side can be compared on one scale.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct KeptScore {
     /// The sum over the kept channels.
@@ -362,17 +363,16 @@ fn plan(program: &Program, weights: &Weights, config: &PruneConfig) -> Result<Pl
             .map(|s| keep_highest(s, config.amount))
             .collect()
     };
-    let sp_lamp_score = match (config.side, config.method) {
-        (Side::Input, _) => None,
-        (Side::Output, Method::Lamp | Method::SpLamp) => Some(kept_score(&scores, &kept)),
-        (Side::Output, _) => {
+    let sp_lamp_score = match config.method {
+        Method::Lamp | Method::SpLamp => kept_score(&scores, &kept),
+        _ => {
             let sp = units
                 .iter()
                 .map(|u| {
-                    scores::unit_scores(program, weights, &prov, u, Method::SpLamp, Side::Output)
+                    scores::unit_scores(program, weights, &prov, u, Method::SpLamp, config.side)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(kept_score(&sp, &kept))
+            kept_score(&sp, &kept)
         }
     };
     let mut masks = Vec::new();
@@ -463,8 +463,8 @@ pub struct Pruned {
     pub replaced: usize,
     /// sp-lamp: the widths chosen and the predicted latency.
     pub latency: Option<LatencyReport>,
-    /// Output side (any method): the SP-LAMP score the masks keep; `None` on the input side.
-    pub sp_lamp_score: Option<KeptScore>,
+    /// The SP-LAMP score the masks keep (any method; per side, see [`KeptScore`]).
+    pub sp_lamp_score: KeptScore,
 }
 
 /// Prunes a model: the library entry of `nnirc prune`. `parsed` and `program` are `source`
