@@ -46,6 +46,12 @@ Per model (default: the six of examples/zoo):
    `nnirc prune --json`: per coupled group, the LAMP-normalised squared filter norms plus
    gamma^2 of the kept channels, summed; the same score for all three methods).
 
+With `--side input` every method prunes input channels instead (one `keep_in` per consumer,
+unconstrained; output in docs/latency/sp_lamp_input/): SP-LAMP is then the export-aware
+variant, whose budget b is a fraction of the dense model's *whole* predicted latency and is
+checked on the predicted latency of the `nnirc optimize` export of its masks (docs/cli.md), and
+the score is per consumer (LAMP of the squared weight-column norms).
+
 A step that fails is recorded with its error in results.json and the table, and the run
 exits 1 at the end; nothing is skipped silently.
 """
@@ -104,15 +110,22 @@ def parse_args():
     p.add_argument("--weights-seed", type=int, default=0, help="--random-weights seed (default 0)")
     p.add_argument("--tables", default=os.path.join(REPO, "docs", "latency", "tables"),
                    help="latency tables directory (default: docs/latency/tables)")
-    p.add_argument("--out", default=os.path.join(REPO, "docs", "latency", "sp_lamp"),
-                   help="output directory (default: docs/latency/sp_lamp)")
+    p.add_argument("--side", choices=["output", "input"], default="output",
+                   help="what every method prunes: output (coupled groups, structured; default) or input "
+                        "(one mask per consumer, unconstrained; sp-lamp is then priced by its export)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: docs/latency/sp_lamp, or docs/latency/sp_lamp_input "
+                        "with --side input)")
     p.add_argument("--work", default=None,
                    help="keep generated .nnir/.onnx/reports here (default: a temporary directory, removed)")
     p.add_argument("--nnirc", default=os.path.join(REPO, "target", "release", "nnirc"),
                    help="the nnirc binary (default: target/release/nnirc)")
     p.add_argument("--replot", action="store_true",
                    help="only rewrite table.md and the plot from OUT/results.json")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.out is None:
+        args.out = os.path.join(REPO, "docs", "latency", "sp_lamp" if args.side == "output" else "sp_lamp_input")
+    return args
 
 
 class StepError(Exception):
@@ -173,7 +186,7 @@ def build(args, model, table, prune_flags, base, log, export=True, predict=True)
     """prune -> optimize -> predict [-> export]. Returns the variant's numbers."""
     w = ["--random-weights", str(args.weights_seed)]
     masked, small = base + ".masked.nnir", base + ".nnir"
-    _, prune_s = nnirc(args, ["prune", model, *w, "--side", "output", *prune_flags,
+    _, prune_s = nnirc(args, ["prune", model, *w, "--side", args.side, *prune_flags,
                               "--json", base + ".prune.json", "-o", masked], log)
     rep = load(base + ".prune.json")
     nnirc(args, ["optimize", masked, *w, "-o", small, "--report", base + ".opt.json"], log)
@@ -326,6 +339,16 @@ def table_md(data):
         f"{s['corrections']} corrections: b <- b * f / r, or regula falsi once two shots bracket f). Measured: the final side-by-side timing "
         "(ratio of medians to dense; in brackets the error against the budget). Score: kept SP-LAMP "
         "score, % of the dense total. Params in millions (dense in the model column).",
+    ]
+    if s.get("side", "output") == "input":
+        lines += [
+            "",
+            "Every method prunes the **input side** (`--side input`: one `keep_in` per consumer, "
+            "unconstrained). SP-LAMP is the export-aware variant: its budget (a fraction of the dense "
+            "model's predicted latency) is checked on the predicted latency of the `nnirc optimize` "
+            "export; the score is per consumer (LAMP of the squared weight-column norms).",
+        ]
+    lines += [
         "",
         "| model (dense ms, M params) | f | SP-LAMP first shot | shots | SP-LAMP measured | "
         "L1 measured | LAMP-global measured | score SP-LAMP / L1 / LAMP-g | params SP-LAMP / L1 / LAMP-g | "
@@ -518,12 +541,12 @@ def main():
         "loadavg_start": os.getloadavg(),
         "settings": {k: getattr(args, k) for k in ("budgets", "runs", "warmup", "calib_runs", "corrections",
                                                     "calib_tol", "bisect", "max_amount", "tol", "seed",
-                                                    "weights_seed")},
+                                                    "weights_seed", "side")},
         "session": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1, ORT_SEQUENTIAL, "
                    "default graph optimizations",
-        "methods": {"sp-lamp": "nnirc prune --side output --method sp-lamp --latency-budget b --latency-table T",
-                    "l1": "nnirc prune --side output --method l1 --amount A",
-                    "lamp-global": "nnirc prune --side output --method lamp --global --amount A",
+        "methods": {"sp-lamp": f"nnirc prune --side {args.side} --method sp-lamp --latency-budget b --latency-table T",
+                    "l1": f"nnirc prune --side {args.side} --method l1 --amount A",
+                    "lamp-global": f"nnirc prune --side {args.side} --method lamp --global --amount A",
                     "then": "nnirc optimize MASKED --random-weights 0 -o SMALL.nnir --report R.json; "
                             "nnirc latency predict SMALL.nnir --table T; nnirc export SMALL.nnir -o SMALL.onnx"},
         "results": [],
