@@ -24,7 +24,9 @@ every variant):
 with V = union (`--mode union`), naive (`--mode naive`), upscale-views (`--mode
 upscale --cost-model views`), upscale-graph (`--mode upscale --cost-model graph`) and
 upscale-align8 (`--mode upscale --cost-model views --align 8`: channel counts rounded up to
-multiples of 8, onnxruntime's NCHWc block with AVX2). MACs,
+multiples of 8, onnxruntime's NCHWc block with AVX2) and ort-cpu (`--mode upscale --target
+ort-cpu --latency-table docs/latency/tables/MODEL.json`: the deploy target, segment widths and
+whole reads chosen under the measured latency model). MACs,
 params and copies come from the reports (the unpruned ones from `nnirc optimize --mode naive` of
 the unmasked model).
 
@@ -71,9 +73,13 @@ VARIANTS = [
     ("upscale-views", ["--mode", "upscale", "--cost-model", "views"]),
     ("upscale-graph", ["--mode", "upscale", "--cost-model", "graph"]),
     ("upscale-align8", ["--mode", "upscale", "--cost-model", "views", "--align", "8"]),
+    # the deploy target; {table}: docs/latency/tables/MODEL.json
+    ("ort-cpu", ["--mode", "upscale", "--target", "ort-cpu", "--latency-table", "{table}"]),
 ]
 # variants that compute exactly the masked program
-EXACT = ["naive", "upscale-views", "upscale-graph", "upscale-align8"]
+EXACT = ["naive", "upscale-views", "upscale-graph", "upscale-align8", "ort-cpu"]
+# what the deploy target must not be slower than (issue 9)
+RIVALS = ["naive", "upscale-views", "upscale-align8", "unpruned"]
 # the upscale variants the speed-up columns compare
 UPSCALE = ["upscale-views", "upscale-graph", "upscale-align8"]
 SELECTION_OPS = ("Gather", "Slice", "Concat")
@@ -165,6 +171,9 @@ def prepare_amount(args, model, amount, wdir, log):
         if flags is None:
             continue
         base = os.path.join(wdir, name)
+        table = os.path.join(REPO, "docs", "latency", "tables",
+                             os.path.basename(model).removesuffix(".nnir") + ".json")
+        flags = [table if f == "{table}" else f for f in flags]
         try:
             nnirc(args, ["optimize", pruned, *w, *flags, "-o", base + ".nnir", "--report", base + ".json"], log)
             nnirc(args, ["export", base + ".nnir", "-o", base + ".onnx"], log)
@@ -431,6 +440,28 @@ def table(data):
     lines += latency_rows("min", lambda l: f"{l['min']:.2f}")
     lines += [
         "",
+        "The deploy target (`--target ort-cpu`, priced by the model's table in docs/latency/tables/) "
+        "against the fastest of " + ", ".join(RIVALS) + " in the same row (ratio of medians, and of "
+        "minima; <= 1: ort-cpu is as fast or faster), and against upscale-align8:",
+        "",
+        "| model | amount | fastest rival | ort-cpu / fastest (median) | ort-cpu / fastest (min) "
+        "| ort-cpu / align8 (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        res = r["variants"]
+        have = [v for v in RIVALS if "latency_ms" in res.get(v, {})]
+        if "latency_ms" not in res.get("ort-cpu", {}) or not have:
+            lines.append(f"| {r['model']} | {r['amount']:g} | - | - | - | - |")
+            continue
+        fastest = min(have, key=lambda v: res[v]["latency_ms"]["median"])
+        fastest_min = min(have, key=lambda v: res[v]["latency_ms"]["min"])
+        lines.append(
+            f"| {r['model']} | {r['amount']:g} | {fastest} | {fmt_x(ratio(res, 'ort-cpu', fastest, 'median'))} "
+            f"| {fmt_x(ratio(res, 'ort-cpu', fastest_min, 'min'))} ({fastest_min}) "
+            f"| {fmt_x(ratio(res, 'ort-cpu', 'upscale-align8', 'median'))} |")
+    lines += [
+        "",
         "Share of onnxruntime node time spent in Gather + Slice + Concat nodes (from its profiler: "
         f"each node's median kernel time over {s['profile_runs']} runs), and in brackets how many such "
         "nodes the exported ONNX graph has (Gather/Slice/Concat):",
@@ -477,7 +508,7 @@ def plot(data, path):
     models = list(dict.fromkeys(r["model"] for r in data["results"]))
     shown = [v for v, _ in VARIANTS if v != "unpruned"]
     colors = {"union": "#9e9e9e", "naive": "#e07b39", "upscale-views": "#3b75af", "upscale-graph": "#6aa84f",
-              "upscale-align8": "#8e44ad"}
+              "upscale-align8": "#8e44ad", "ort-cpu": "#c0392b"}
     fig, axes = plt.subplots(len(amounts), 1, figsize=(10, 3.4 * len(amounts)), squeeze=False)
     width = 0.8 / len(shown)
     for ax, amount in zip(axes[:, 0], amounts):

@@ -13,7 +13,8 @@ With no MODEL it runs every suite (pick some with --suite):
              the masked program itself (`nnirc export`), `nnirc optimize --mode naive`,
              `--mode upscale` and `--mode upscale --align 8`, each exported to ONNX, validated
              with the ONNX checker (full_check) and run in onnxruntime: variants masked,
-             naive, upscale, upscale-align8.
+             naive, upscale, upscale-align8, and ort-cpu (`--target ort-cpu` with the
+             model's docs/latency/tables/NAME.json) where such a table exists.
   zoo        the same for every examples/zoo/*.nnir, after the reference recipe
              `nnirc prune --amount 0.5 --side input --random-weights SEED`.
   trained    the same for every examples/*/*.nnir with a weights file (the trained
@@ -290,6 +291,10 @@ def check_nnir(ck, path, random_weights, prune=None):
         "upscale": ["--mode", "upscale"],
         "upscale-align8": ["--mode", "upscale", "--align", "8"],
     }
+    # the deploy target, for models with a committed latency table (the zoo, the trained model)
+    table = os.path.join(ROOT, "docs", "latency", "tables", name + ".json")
+    if os.path.exists(table):
+        variants["ort-cpu"] = ["--mode", "upscale", "--target", "ort-cpu", "--latency-table", table]
     for variant, flags in variants.items():
         with ck.step(label, variant):
             opt = work + variant + ".nnir"

@@ -412,7 +412,15 @@ pub struct OptimizeOptions {
     /// latencies from --latency-table).
     #[arg(long, value_name = "MODEL", default_value = "views", value_parser = parse_cost_model)]
     pub cost_model: crate::optimize::CostModelKind,
-    /// A JSON latency table measured on the target; required by `--cost-model latency`.
+    /// The runtime to export for: `generic` (the mode and cost model decide), or `ort-cpu`
+    /// (onnxruntime on the CPU: each cut segment's width, from its kept channels up to a
+    /// multiple of 4, 8 or the NCHWc block, or all, and which consumers read their whole
+    /// input, are chosen to minimise the latency --latency-table predicts for the export;
+    /// --align is then a forced minimum). docs/cli.md.
+    #[arg(long, value_enum, default_value_t = TargetArg::Generic)]
+    pub target: TargetArg,
+    /// With --target ort-cpu: a table measured on the target (`nnirc latency measure`). With
+    /// --cost-model latency: a per-op copy table (src/egraph/latency.rs).
     #[arg(long, value_name = "FILE.json")]
     pub latency_table: Option<PathBuf>,
     /// Round channel counts up to multiples of N: every cut segment keeps a multiple of N
@@ -462,6 +470,14 @@ pub struct EvalOptions {
 
 fn parse_cost_model(s: &str) -> Result<crate::optimize::CostModelKind, String> {
     s.parse()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// No runtime model.
+    Generic,
+    /// onnxruntime on the CPU, priced by a measured latency table.
+    OrtCpu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -49,7 +49,27 @@ impl Context {
                 ),
             ],
         )?;
-        let latency_table = match &opts.latency_table {
+        let deploy_table = match (opts.target, &opts.latency_table) {
+            (TargetArg::OrtCpu, Some(file)) => Some(std::sync::Arc::new(self.read_table(file)?)),
+            (TargetArg::OrtCpu, None) => {
+                return Err(Failure::Usage(
+                    "--target ort-cpu needs --latency-table T, a table measured on the target by                      `nnirc latency measure`"
+                        .to_string(),
+                ))
+            }
+            (TargetArg::Generic, _) => None,
+        };
+        if deploy_table.is_some() && opts.cost_model == crate::optimize::CostModelKind::Latency {
+            return Err(Failure::Usage(
+                "--target ort-cpu reads --latency-table as a measured table (`nnirc latency                  measure`), --cost-model latency as a per-op copy table: use one of them"
+                    .to_string(),
+            ));
+        }
+        let latency_table = match opts
+            .latency_table
+            .as_ref()
+            .filter(|_| deploy_table.is_none())
+        {
             Some(file) => {
                 let bytes = read_file(file, MAX_JSON_BYTES)?;
                 let text = String::from_utf8_lossy(&bytes);
@@ -79,6 +99,7 @@ impl Context {
             cost_model,
             channel_align: opts.align as usize,
             verify: opts.verify.then_some(opts.seed),
+            deploy: deploy_table,
             ..Default::default()
         };
         let mut optimized = match optimize(program, &weights, &config) {

@@ -53,7 +53,7 @@ use egg::{Id, RecExpr};
 use std::collections::HashMap;
 
 /// One consumer's read of one tensor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReadRequest {
     /// The caller's id of the tensor read: requests with equal `tensor`, `channels` and
     /// `bytes_per_channel` read the same tensor and may share a selection node.
@@ -289,6 +289,23 @@ pub fn plan_reads(
     model: &dyn CostModel,
     limits: &Limits,
 ) -> (Vec<ReadChoice>, PlanReport) {
+    plan_reads_cached(requests, model, limits, &mut ReadCache::default())
+}
+
+/// Plans of single tensors' reads by their requests, for callers that plan many variants of
+/// one program under one cost model and one set of limits (the deploy target's search):
+/// a tensor whose requests did not change is not planned again.
+#[derive(Debug, Default)]
+pub struct ReadCache(HashMap<Vec<ReadRequest>, (Vec<ReadChoice>, PlanReport)>);
+
+/// [`plan_reads`] through a [`ReadCache`]; the cache must only ever see one `model` and one
+/// `limits`.
+pub fn plan_reads_cached(
+    requests: &[ReadRequest],
+    model: &dyn CostModel,
+    limits: &Limits,
+    cache: &mut ReadCache,
+) -> (Vec<ReadChoice>, PlanReport) {
     // Reads of different tensors share nothing, so each tensor gets an e-graph of its own:
     // the work stays linear in the number of tensors (one e-graph over a whole model grows
     // faster). The node and iteration limits apply per tensor, the time limit to the whole.
@@ -319,7 +336,14 @@ pub fn plan_reads(
             time_limit: limits.time_limit.saturating_sub(started.elapsed()),
             ..limits.clone()
         };
-        let (sub_choices, sub_report) = plan_group(&sub, model, &limits);
+        let (sub_choices, sub_report) = match cache.0.get(&sub) {
+            Some(hit) => hit.clone(),
+            None => {
+                let planned = plan_group(&sub, model, &limits);
+                cache.0.insert(sub, planned.clone());
+                planned
+            }
+        };
         for (&i, choice) in group.iter().zip(sub_choices) {
             choices[i] = Some(choice);
         }

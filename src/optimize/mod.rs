@@ -17,6 +17,7 @@
 //! naive plan of the same masks, graph only: no weight is cut for it) and after.
 
 mod cut;
+mod deploy;
 mod plan;
 mod report;
 mod rewrite;
@@ -24,6 +25,7 @@ mod union;
 mod verify;
 
 pub use cut::Cut;
+pub use deploy::{DeployReport, ORT_CPU};
 pub use plan::{plan, plan_like, Plan, SegmentPlan};
 pub use report::{
     program_stats, segment_stats, CopySemantics, EgraphStats, ProgramStats, Report, SegmentStats,
@@ -154,6 +156,10 @@ pub struct OptimizeConfig {
     /// Verify the result against the masked program on random inputs from this seed (f64 and
     /// f32); a deviation beyond [`F64_TOLERANCE`] or [`F32_TOLERANCE`] is an error.
     pub verify: Option<u64>,
+    /// The deploy target onnxruntime on the CPU ([`ORT_CPU`]) with its measured latency table:
+    /// segment widths and whole reads chosen under the table's prediction of the export
+    /// ([`deploy`]); `channel_align` is then a forced minimum. `None`: no target.
+    pub deploy: Option<Arc<crate::latency::Table>>,
 }
 
 impl Default for OptimizeConfig {
@@ -166,6 +172,7 @@ impl Default for OptimizeConfig {
             read_limits: egraph::Limits::default(),
             channel_align: 1,
             verify: None,
+            deploy: None,
         }
     }
 }
@@ -180,6 +187,7 @@ impl std::fmt::Debug for OptimizeConfig {
             .field("read_limits", &self.read_limits)
             .field("channel_align", &self.channel_align)
             .field("verify", &self.verify)
+            .field("deploy", &self.deploy.as_ref().map(|_| ORT_CPU))
             .finish()
     }
 }
@@ -241,7 +249,15 @@ pub fn export_graph(program: &Program, config: &OptimizeConfig) -> Result<Progra
         _ => program,
     };
     let plan = plan::plan(target, config);
-    Ok(rewrite::rewrite(target, &plan, config)?.program)
+    let (plan, full_reads) = match &config.deploy {
+        Some(table) => {
+            let (plan, full, _) = deploy::choose(target, &plan, config, table)?;
+            (plan, full)
+        }
+        None => (plan, Default::default()),
+    };
+    let mut reads = egraph::ReadCache::default();
+    Ok(rewrite::rewrite_reading(target, &plan, config, &full_reads, &mut reads)?.program)
 }
 
 /// Optimizes a masked program: the UPSCALE export plus its report.
@@ -284,8 +300,23 @@ pub fn optimize(
     let plan = plan::plan(&target, config);
     lap("analysis", plan.analysis_ms);
     lap("solver", plan.solver_ms);
+    let (plan, full_reads, deploy) = match &config.deploy {
+        Some(table) => {
+            let t = Instant::now();
+            let (plan, full, report) = deploy::choose(&target, &plan, config, table)?;
+            lap("deploy", ms(t));
+            (plan, full, Some(report))
+        }
+        None => (plan, Default::default(), None),
+    };
     let t = Instant::now();
-    let rewritten = rewrite::rewrite(&target, &plan, config)?;
+    let rewritten = rewrite::rewrite_reading(
+        &target,
+        &plan,
+        config,
+        &full_reads,
+        &mut egraph::ReadCache::default(),
+    )?;
     lap("egraph", rewritten.egraph_ms);
     lap("rewrite", ms(t) - rewritten.egraph_ms);
     let t = Instant::now();
@@ -344,6 +375,7 @@ pub fn optimize(
         after,
         segments: segment_stats(&target, &plan, &rewritten.reads, copies),
         union_extra_pruned: extra_pruned,
+        deploy,
         timings_ms: timings,
         verify,
     };

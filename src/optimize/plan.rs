@@ -142,19 +142,45 @@ fn order(
     if config.channel_align > 1 {
         pad_segments(program, &mut plan, config.channel_align);
     }
-    for (s, p) in plan.plans.iter().enumerate() {
-        for (i, &c) in p.order.iter().enumerate() {
-            plan.rank[s][c] = Some(i);
-        }
-    }
+    rerank(&mut plan);
     plan
 }
 
 /// Appends dead channels to every cut segment's order until it keeps a multiple of `align`
-/// channels (or all of them). No consumer keeps a padding channel, so consumers read it through
-/// zero weight columns; channels removed by `keep_out` anywhere in the segment are never used
-/// as padding (a removed channel must stay zero, which a gate could break).
+/// channels (or all of them).
 fn pad_segments(program: &Program, plan: &mut Plan, align: usize) {
+    let widths: Vec<usize> = plan
+        .plans
+        .iter()
+        .zip(&plan.segments.segments)
+        .map(|(p, seg)| p.order.len().next_multiple_of(align).min(seg.channels))
+        .collect();
+    pad_to(program, plan, &widths);
+}
+
+/// The most channels segment `s` of `plan` can keep once padded ([`pad_to`]): its channels
+/// less those removed by `keep_out` somewhere in it (for a segment that is not free: its
+/// current width).
+pub fn paddable(program: &Program, plan: &Plan) -> Vec<usize> {
+    let removed = removed_somewhere(program, plan);
+    plan.plans
+        .iter()
+        .zip(&removed)
+        .map(|(p, r)| {
+            if !p.free {
+                return p.order.len();
+            }
+            let mut used = vec![false; r.len()];
+            for &c in &p.order {
+                used[c] = true;
+            }
+            p.order.len() + (0..r.len()).filter(|&c| !used[c] && !r[c]).count()
+        })
+        .collect()
+}
+
+/// Per segment, the channels removed by `keep_out` somewhere in it.
+fn removed_somewhere(program: &Program, plan: &Plan) -> Vec<Vec<bool>> {
     let mut removed_somewhere: Vec<Vec<bool>> = plan
         .segments
         .segments
@@ -174,12 +200,22 @@ fn pad_segments(program: &Program, plan: &mut Plan, align: usize) {
             }
         }
     }
+    removed_somewhere
+}
+
+/// Appends dead channels to the order of every free segment `s` until it keeps `widths[s]`
+/// channels (or as many as it can; a segment already as wide is left alone), and updates the
+/// ranks. No consumer keeps a padding channel, so consumers read it through zero weight
+/// columns; channels removed by `keep_out` anywhere in the segment are never used as padding
+/// (a removed channel must stay zero, which a gate could break).
+pub fn pad_to(program: &Program, plan: &mut Plan, widths: &[usize]) {
+    let removed_somewhere = removed_somewhere(program, plan);
     for (s, p) in plan.plans.iter_mut().enumerate() {
         let channels = plan.segments.segments[s].channels;
-        if !p.free || p.order.len() % align == 0 || p.order.len() == channels {
+        let target = widths[s].min(channels);
+        if !p.free || p.order.len() >= target {
             continue;
         }
-        let target = p.order.len().next_multiple_of(align).min(channels);
         let mut used = vec![false; channels];
         for &c in &p.order {
             used[c] = true;
@@ -189,6 +225,16 @@ fn pad_segments(program: &Program, plan: &mut Plan, align: usize) {
             .take(target - p.order.len())
             .collect();
         p.order.extend(spare);
+    }
+    rerank(plan);
+}
+
+/// `plan.rank` from the orders.
+fn rerank(plan: &mut Plan) {
+    for (s, p) in plan.plans.iter().enumerate() {
+        for (i, &c) in p.order.iter().enumerate() {
+            plan.rank[s][c] = Some(i);
+        }
     }
 }
 

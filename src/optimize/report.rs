@@ -171,6 +171,9 @@ pub struct Report {
     /// Union mode: input channels (or features) pruned beyond the original masks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub union_extra_pruned: Option<usize>,
+    /// `--target ort-cpu`: what the deploy target chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<super::DeployReport>,
     pub timings_ms: std::collections::BTreeMap<String, f64>,
     pub verify: Option<Verification>,
 }
@@ -231,6 +234,21 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  union: {extra} input channels pruned beyond the masks"
+            );
+        }
+        if let Some(d) = &self.deploy {
+            let _ = writeln!(
+                out,
+                "  {} target: predicted {:.1} us, {:+.1}% against the export without it ({:.1} \
+                 us); {} segments widened, {} consumers read whole; {} exports priced in {} sweeps",
+                d.target,
+                d.predicted_us,
+                100.0 * (d.predicted_us / d.incumbent_us - 1.0),
+                d.incumbent_us,
+                d.widened_segments,
+                d.full_reads,
+                d.evaluations,
+                d.sweeps
             );
         }
         if let Some(v) = &self.verify {

@@ -13,7 +13,7 @@
 use super::cut::{Cut, Source};
 use super::plan::Plan;
 use super::{OptimizeConfig, OptimizeError};
-use crate::egraph::{plan_reads, PlanReport, ReadChoice, ReadRequest};
+use crate::egraph::{plan_reads_cached, PlanReport, ReadCache, ReadChoice, ReadRequest};
 use crate::ir::ops::infer_shape;
 use crate::ir::{Activation, Conv2d, Node, Op, Param, ParamInit, Program};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -61,9 +61,28 @@ pub fn rewrite(
     plan: &Plan,
     config: &OptimizeConfig,
 ) -> Result<Rewritten, OptimizeError> {
+    rewrite_reading(
+        program,
+        plan,
+        config,
+        &HashSet::new(),
+        &mut ReadCache::default(),
+    )
+}
+
+/// [`rewrite`], with the consumers in `full_reads` reading their whole input (zero weight
+/// columns for every position they do not keep) whatever the read planner chose, and the
+/// read plans of tensors seen before taken from `cache` (one per `config`).
+pub fn rewrite_reading(
+    program: &Program,
+    plan: &Plan,
+    config: &OptimizeConfig,
+    full_reads: &HashSet<NodeIndex>,
+    cache: &mut ReadCache,
+) -> Result<Rewritten, OptimizeError> {
     let layouts = new_layouts(program, plan);
     let started = std::time::Instant::now();
-    let (choices, read_plan) = plan_all_reads(program, plan, &layouts, config);
+    let (choices, read_plan) = plan_all_reads(program, plan, &layouts, config, full_reads, cache);
     let egraph_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut out = Builder {
         graph: DiGraph::new(),
@@ -276,12 +295,15 @@ fn wanted(program: &Program, plan: &Plan, layouts: &[Vec<usize>], n: NodeIndex) 
 }
 
 /// How every channel-mixing consumer reads its input: planned on the e-graph under the cost
-/// model in upscale mode, the naive read otherwise; slices widened to the channel alignment.
+/// model in upscale mode, the naive read otherwise; slices widened to the channel alignment;
+/// the consumers in `full_reads` read everything.
 fn plan_all_reads(
     program: &Program,
     plan: &Plan,
     layouts: &[Vec<usize>],
     config: &OptimizeConfig,
+    full_reads: &HashSet<NodeIndex>,
+    cache: &mut ReadCache,
 ) -> (HashMap<NodeIndex, ReadChoice>, Option<PlanReport>) {
     let mut consumers = Vec::new();
     let mut requests = Vec::new();
@@ -308,19 +330,30 @@ fn plan_all_reads(
         consumers.push(n);
     }
     let (choices, report) = if config.mode.reorders() {
-        let (choices, report) = plan_reads(&requests, &*config.cost_model, &config.read_limits);
+        let (choices, report) =
+            plan_reads_cached(&requests, &*config.cost_model, &config.read_limits, cache);
         (choices, Some(report))
     } else {
         (requests.iter().map(ReadChoice::naive).collect(), None)
     };
-    let choices =
-        choices
-            .into_iter()
-            .zip(&requests)
-            .map(|(choice, r)| match config.channel_align {
+    let choices: Vec<ReadChoice> = choices
+        .into_iter()
+        .zip(&requests)
+        .zip(&consumers)
+        .map(|((choice, r), n)| {
+            if full_reads.contains(n) {
+                return ReadChoice::Full {
+                    zero_columns: (0..r.channels)
+                        .filter(|p| r.keep.binary_search(p).is_err())
+                        .collect(),
+                };
+            }
+            match config.channel_align {
                 0 | 1 => choice,
                 align => choice.aligned(r.channels, align),
-            });
+            }
+        })
+        .collect();
     (consumers.into_iter().zip(choices).collect(), report)
 }
 
