@@ -19,9 +19,10 @@
 //! - per consumer, whether it reads the whole tensor.
 //!
 //! Cost: [`crate::latency::predict`] of the whole rewritten program (units at their widths and
-//! layouts, reorders, overheads). Search: coordinate descent from the incumbent (the plan as
-//! given, today's export): a move is kept only when it lowers the predicted total, sweeps
-//! repeat until none does or [`MAX_SWEEPS`]. So the result is never predicted slower than the
+//! layouts, reorders, overheads). Search: coordinate descent from the best of the incumbent
+//! (the plan as given, today's export) and the plan with every cut segment and slice aligned
+//! to 4, 8 or the block (`--align N`'s export): a move is kept only when it lowers the
+//! predicted total, sweeps repeat until none does or [`MAX_SWEEPS`]. So the result is never predicted slower than the
 //! incumbent, and with every segment at full width and every read whole it can reach the
 //! dense model's shapes.
 
@@ -58,11 +59,22 @@ pub struct DeployReport {
     pub sweeps: usize,
 }
 
-/// A point of the search: a width per segment and the consumers reading everything.
+/// A point of the search: the slice alignment, a width per segment and the consumers reading
+/// everything.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct State {
+    align: usize,
     widths: Vec<usize>,
     full: BTreeSet<NodeIndex>,
+}
+
+/// The deploy target's choice: the plan to rewrite, how, and what it predicts.
+pub(super) struct Choice {
+    pub plan: Plan,
+    pub full_reads: HashSet<NodeIndex>,
+    /// `channel_align` for the rewrite: slices widened to multiples of it.
+    pub channel_align: usize,
+    pub report: DeployReport,
 }
 
 /// Prices states, remembering every price.
@@ -90,7 +102,11 @@ impl Pricer<'_> {
             return Ok(p);
         }
         let (plan, full) = self.realise(state);
-        let rewritten = rewrite_reading(self.program, &plan, self.config, &full, &mut self.reads)?;
+        let config = OptimizeConfig {
+            channel_align: state.align,
+            ..self.config.clone()
+        };
+        let rewritten = rewrite_reading(self.program, &plan, &config, &full, &mut self.reads)?;
         let price = predict(&rewritten.program, self.table)
             .ok()
             .map(|p| p.total_us);
@@ -105,7 +121,7 @@ pub(super) fn choose(
     plan: &Plan,
     config: &OptimizeConfig,
     table: &Table,
-) -> Result<(Plan, HashSet<NodeIndex>, DeployReport), OptimizeError> {
+) -> Result<Choice, OptimizeError> {
     let most = paddable(program, plan);
     let base: Vec<usize> = plan.plans.iter().map(|p| p.order.len()).collect();
     // Width options per segment (only cut, free segments have any).
@@ -143,7 +159,9 @@ pub(super) fn choose(
         prices: HashMap::new(),
         reads: ReadCache::default(),
     };
+    let forced = config.channel_align.max(1);
     let mut current = State {
+        align: forced,
         widths: base.clone(),
         full: BTreeSet::new(),
     };
@@ -153,6 +171,27 @@ pub(super) fn choose(
         .total_us;
     pricer.prices.insert(current.clone(), Some(incumbent_us));
     let mut best = incumbent_us;
+    // Other starting points: every cut segment and slice aligned to 4, 8 or the block (what
+    // `--align N` gives), the best of them if it beats the incumbent.
+    for align in [4, 8, table.block.max(1)] {
+        if align <= forced || forced % align == 0 {
+            continue;
+        }
+        let start = State {
+            align,
+            widths: options
+                .iter()
+                .zip(&base)
+                .map(|(o, &w)| o.iter().copied().find(|&x| x % align == 0).unwrap_or(*o.last().unwrap_or(&w)))
+                .collect(),
+            full: BTreeSet::new(),
+        };
+        if let Some(us) = pricer.price(&start)? {
+            if us < best {
+                (best, current) = (us, start);
+            }
+        }
+    }
     let mut sweeps = 0;
     while sweeps < MAX_SWEEPS {
         sweeps += 1;
@@ -218,6 +257,11 @@ pub(super) fn choose(
         evaluations: pricer.prices.len(),
         sweeps,
     };
-    let (plan, full) = pricer.realise(&current);
-    Ok((plan, full, report))
+    let (plan, full_reads) = pricer.realise(&current);
+    Ok(Choice {
+        plan,
+        full_reads,
+        channel_align: current.align,
+        report,
+    })
 }

@@ -249,15 +249,19 @@ pub fn export_graph(program: &Program, config: &OptimizeConfig) -> Result<Progra
         _ => program,
     };
     let plan = plan::plan(target, config);
-    let (plan, full_reads) = match &config.deploy {
+    let (plan, full_reads, config) = match &config.deploy {
         Some(table) => {
-            let (plan, full, _) = deploy::choose(target, &plan, config, table)?;
-            (plan, full)
+            let c = deploy::choose(target, &plan, config, table)?;
+            let aligned = OptimizeConfig {
+                channel_align: c.channel_align,
+                ..config.clone()
+            };
+            (c.plan, c.full_reads, std::borrow::Cow::Owned(aligned))
         }
-        None => (plan, Default::default()),
+        None => (plan, Default::default(), std::borrow::Cow::Borrowed(config)),
     };
     let mut reads = egraph::ReadCache::default();
-    Ok(rewrite::rewrite_reading(target, &plan, config, &full_reads, &mut reads)?.program)
+    Ok(rewrite::rewrite_reading(target, &plan, &config, &full_reads, &mut reads)?.program)
 }
 
 /// Optimizes a masked program: the UPSCALE export plus its report.
@@ -300,15 +304,20 @@ pub fn optimize(
     let plan = plan::plan(&target, config);
     lap("analysis", plan.analysis_ms);
     lap("solver", plan.solver_ms);
-    let (plan, full_reads, deploy) = match &config.deploy {
+    let (plan, full_reads, deploy, aligned) = match &config.deploy {
         Some(table) => {
             let t = Instant::now();
-            let (plan, full, report) = deploy::choose(&target, &plan, config, table)?;
+            let c = deploy::choose(&target, &plan, config, table)?;
             lap("deploy", ms(t));
-            (plan, full, Some(report))
+            let aligned = OptimizeConfig {
+                channel_align: c.channel_align,
+                ..config.clone()
+            };
+            (c.plan, c.full_reads, Some(c.report), Some(aligned))
         }
-        None => (plan, Default::default(), None),
+        None => (plan, Default::default(), None, None),
     };
+    let config = aligned.as_ref().unwrap_or(config);
     let t = Instant::now();
     let rewritten = rewrite::rewrite_reading(
         &target,
