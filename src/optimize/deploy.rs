@@ -174,7 +174,7 @@ pub(super) fn choose(
     // Other starting points: every cut segment and slice aligned to 4, 8 or the block (what
     // `--align N` gives), the best of them if it beats the incumbent.
     for align in [4, 8, table.block.max(1)] {
-        if align <= forced || forced % align == 0 {
+        if align <= forced || forced.is_multiple_of(align) {
             continue;
         }
         let start = State {
@@ -182,7 +182,12 @@ pub(super) fn choose(
             widths: options
                 .iter()
                 .zip(&base)
-                .map(|(o, &w)| o.iter().copied().find(|&x| x % align == 0).unwrap_or(*o.last().unwrap_or(&w)))
+                .map(|(o, &w)| {
+                    o.iter()
+                        .copied()
+                        .find(|&x| x.is_multiple_of(align))
+                        .unwrap_or(*o.last().unwrap_or(&w))
+                })
                 .collect(),
             full: BTreeSet::new(),
         };

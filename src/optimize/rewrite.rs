@@ -452,9 +452,9 @@ struct Builder {
     reads: Vec<Read>,
     /// The planned read of each consumer.
     choices: HashMap<NodeIndex, ReadChoice>,
-    /// Selection nodes already built, by (tensor, op): consumers that select the same
-    /// channels of the same tensor share one.
-    shared: HashMap<(NodeIndex, String), NodeIndex>,
+    /// Selection nodes already built, by input and what they select (gather or slice, and
+    /// its positions): consumers that select the same channels of the same tensor share one.
+    shared: HashMap<(NodeIndex, bool, Vec<usize>), NodeIndex>,
 }
 
 impl Builder {
@@ -616,7 +616,11 @@ impl Builder {
         op: Op,
         input: NodeIndex,
     ) -> Result<NodeIndex, OptimizeError> {
-        let key = (input, format!("{op:?}"));
+        let key = match &op {
+            Op::Slice { start, end } => (input, false, vec![*start, *end]),
+            Op::Gather { indices } => (input, true, indices.clone()),
+            other => unreachable!("a selection is a slice or a gather, not {}", other.name()),
+        };
         if let Some(&node) = self.shared.get(&key) {
             return Ok(node);
         }
