@@ -21,6 +21,35 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(root().join(path)).unwrap()
 }
 
+/// A model of the repository, compiled, with seeded weights (seed 0), for the library API.
+struct Model {
+    source: String,
+    compiled: nnirc::Compiled,
+    weights: nnirc::weights::Weights,
+}
+
+impl Model {
+    fn load(path: &str) -> Model {
+        let source = read(Path::new(path));
+        let compiled = nnirc::compile(&source);
+        let weights = nnirc::weights::random(compiled.program.as_ref().unwrap(), 0);
+        Model {
+            source,
+            compiled,
+            weights,
+        }
+    }
+
+    fn program(&self) -> &Program {
+        self.compiled.program.as_ref().unwrap()
+    }
+
+    fn prune(&self, config: &PruneConfig) -> nnirc::prune::Pruned {
+        let (source, parsed, p) = (&self.source, &self.compiled.parsed, self.program());
+        nnirc::prune::prune(source, parsed, p, &self.weights, config).unwrap()
+    }
+}
+
 /// Whether a node is a conv the reference recipe prunes: groups == 1, not reading an input.
 fn recipe_conv(p: &Program, n: petgraph::graph::NodeIndex) -> bool {
     matches!(&p.graph[n].op, Op::Conv2d(c) if c.groups == 1)
@@ -555,10 +584,7 @@ impl nnirc::prune::NodeLatency for Cliff {
 #[test]
 fn sp_lamp_with_a_synthetic_latency_model() {
     use nnirc::prune::{LatencyBudget, LatencySource, Method};
-    let source = read(Path::new("examples/zoo/mobilenet_v2.nnir"));
-    let compiled = nnirc::compile(&source);
-    let p = compiled.program.as_ref().unwrap();
-    let weights = nnirc::weights::random(p, 0);
+    let model = Model::load("examples/zoo/mobilenet_v2.nnir");
     let config = |latency: LatencySource, step: usize, budget: f64| PruneConfig {
         method: Method::SpLamp,
         side: Side::Output,
@@ -569,14 +595,7 @@ fn sp_lamp_with_a_synthetic_latency_model() {
     };
     let cliff = LatencySource(std::sync::Arc::new(Cliff));
     for budget in [0.5, 0.7, 0.9] {
-        let pruned = nnirc::prune::prune(
-            &source,
-            &compiled.parsed,
-            p,
-            &weights,
-            &config(cliff.clone(), 1, budget),
-        )
-        .unwrap();
+        let pruned = model.prune(&config(cliff.clone(), 1, budget));
         let report = pruned.latency.unwrap();
         assert!(report.predicted_ms <= report.budget_ms, "{budget}");
         assert!((report.budget_ms - budget * report.dense_ms).abs() < 1e-12);
@@ -592,14 +611,7 @@ fn sp_lamp_with_a_synthetic_latency_model() {
     }
     // A step of 16: every kept width is a multiple of 16 or the full width.
     let macs = LatencySource(std::sync::Arc::new(nnirc::prune::MacsLatency));
-    let pruned = nnirc::prune::prune(
-        &source,
-        &compiled.parsed,
-        p,
-        &weights,
-        &config(macs, 16, 0.6),
-    )
-    .unwrap();
+    let pruned = model.prune(&config(macs, 16, 0.6));
     for g in &pruned.latency.unwrap().groups {
         assert!(g.kept.is_multiple_of(16) || g.kept == g.channels, "{g:?}");
     }
@@ -611,13 +623,9 @@ fn sp_lamp_with_a_synthetic_latency_model() {
 #[test]
 fn kept_sp_lamp_score_compares_methods() {
     use nnirc::prune::{LatencyBudget, LatencySource, Method};
-    let source = read(Path::new("examples/resnet_bottleneck_block.nnir"));
-    let compiled = nnirc::compile(&source);
-    let p = compiled.program.as_ref().unwrap();
-    let weights = nnirc::weights::random(p, 0);
-    let run = |config: PruneConfig| {
-        nnirc::prune::prune(&source, &compiled.parsed, p, &weights, &config).unwrap()
-    };
+    let model = Model::load("examples/resnet_bottleneck_block.nnir");
+    let (p, weights) = (model.program(), &model.weights);
+    let run = |config: PruneConfig| model.prune(&config);
     let out = PruneConfig {
         side: Side::Output,
         ..PruneConfig::default()
@@ -1002,20 +1010,17 @@ fn sp_lamp_input_side_meets_the_budget_on_the_export() {
     use nnirc::optimize::{export_graph, optimize, OptimizeConfig};
     use nnirc::prune::{LatencyBudget, LatencySource, MacsLatency, Method, NodeLatency};
     use std::sync::Arc;
-    let source = read(Path::new("examples/zoo/resnet18.nnir"));
-    let compiled = nnirc::compile(&source);
-    let p = compiled.program.as_ref().unwrap();
-    let weights = nnirc::weights::random(p, 0);
+    let model = Model::load("examples/zoo/resnet18.nnir");
+    let (p, weights) = (model.program(), &model.weights);
     let run = |latency: LatencySource| {
-        let config = PruneConfig {
+        model.prune(&PruneConfig {
             method: Method::SpLamp,
             side: Side::Input,
             budget: Some(LatencyBudget::Fraction(0.6)),
             width_step: 16,
             latency: Some(latency),
             ..Default::default()
-        };
-        nnirc::prune::prune(&source, &compiled.parsed, p, &weights, &config).unwrap()
+        })
     };
     let export_ms = |text: &str| {
         let masked = program(text);
@@ -1062,7 +1067,7 @@ fn sp_lamp_input_side_meets_the_budget_on_the_export() {
         verify: Some(0),
         ..Default::default()
     };
-    let optimized = optimize(&masked, &weights, &config).unwrap();
+    let optimized = optimize(&masked, weights, &config).unwrap();
     assert!(optimized.report.verify.unwrap().passed());
 }
 
