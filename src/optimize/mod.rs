@@ -248,20 +248,49 @@ pub fn export_graph(program: &Program, config: &OptimizeConfig) -> Result<Progra
         }
         _ => program,
     };
-    let plan = plan::plan(target, config);
-    let (plan, full_reads, config) = match &config.deploy {
+    let chosen = choose(target, plan::plan(target, config), config)?;
+    let mut reads = egraph::ReadCache::default();
+    let rewritten = rewrite::rewrite_reading(
+        target,
+        &chosen.plan,
+        &chosen.config,
+        &chosen.full_reads,
+        &mut reads,
+    )?;
+    Ok(rewritten.program)
+}
+
+/// What the rewrite follows: the plan as made, or the deploy target's choice of it.
+struct Chosen {
+    plan: Plan,
+    /// Consumers that read their whole input.
+    full_reads: std::collections::HashSet<petgraph::graph::NodeIndex>,
+    /// The config with the target's `channel_align`.
+    config: OptimizeConfig,
+    deploy: Option<DeployReport>,
+}
+
+fn choose(target: &Program, plan: Plan, config: &OptimizeConfig) -> Result<Chosen, OptimizeError> {
+    Ok(match &config.deploy {
         Some(table) => {
             let c = deploy::choose(target, &plan, config, table)?;
-            let aligned = OptimizeConfig {
-                channel_align: c.channel_align,
-                ..config.clone()
-            };
-            (c.plan, c.full_reads, std::borrow::Cow::Owned(aligned))
+            Chosen {
+                plan: c.plan,
+                full_reads: c.full_reads,
+                config: OptimizeConfig {
+                    channel_align: c.channel_align,
+                    ..config.clone()
+                },
+                deploy: Some(c.report),
+            }
         }
-        None => (plan, Default::default(), std::borrow::Cow::Borrowed(config)),
-    };
-    let mut reads = egraph::ReadCache::default();
-    Ok(rewrite::rewrite_reading(target, &plan, &config, &full_reads, &mut reads)?.program)
+        None => Chosen {
+            plan,
+            full_reads: Default::default(),
+            config: config.clone(),
+            deploy: None,
+        },
+    })
 }
 
 /// Optimizes a masked program: the UPSCALE export plus its report.
@@ -304,20 +333,17 @@ pub fn optimize(
     let plan = plan::plan(&target, config);
     lap("analysis", plan.analysis_ms);
     lap("solver", plan.solver_ms);
-    let (plan, full_reads, deploy, aligned) = match &config.deploy {
-        Some(table) => {
-            let t = Instant::now();
-            let c = deploy::choose(&target, &plan, config, table)?;
-            lap("deploy", ms(t));
-            let aligned = OptimizeConfig {
-                channel_align: c.channel_align,
-                ..config.clone()
-            };
-            (c.plan, c.full_reads, Some(c.report), Some(aligned))
-        }
-        None => (plan, Default::default(), None, None),
-    };
-    let config = aligned.as_ref().unwrap_or(config);
+    let t = Instant::now();
+    let Chosen {
+        plan,
+        full_reads,
+        config,
+        deploy,
+    } = choose(&target, plan, config)?;
+    if deploy.is_some() {
+        lap("deploy", ms(t));
+    }
+    let config = &config;
     let t = Instant::now();
     let rewritten = rewrite::rewrite_reading(
         &target,
