@@ -25,8 +25,9 @@ amount only computes what is new):
     /usr/bin/python3 tools/finetune_fashion.py pruned.nnir -o finetuned.nnir --images N --seed S
     nnirc eval     finetuned.nnir --dataset fashion-mnist --json eval_finetuned.json
     nnirc export   pruned.nnir -o masked.onnx                       (the reference outputs)
-    nnirc optimize pruned.nnir --verify --mode naive|upscale [--align 8] -o V.nnir --report V.report.json
-    nnirc export   V.nnir -o V.onnx                                  (V = naive, upscale, upscale-align8)
+    nnirc optimize pruned.nnir --verify --mode naive|upscale [--align 8 | --target ort-cpu
+                   --latency-table docs/latency/tables/fashion_cnn.json] -o V.nnir --report V.report.json
+    nnirc export   V.nnir -o V.onnx                    (V = naive, upscale, upscale-align8, ort-cpu)
 
 and per seed the dense model: its eval, `nnirc optimize --mode naive --report` of it (MACs,
 params) and its export. MACs and params come from the optimize reports (`after`).
@@ -73,11 +74,12 @@ MODES = {
     "unconstrained": ["--side", "input"],
     "constrained": ["--side", "output"],
 }
-# export -> `nnirc optimize` flags
+# export -> `nnirc optimize` flags; ort-cpu: the deploy target, priced by the committed table
 EXPORTS = {
     "naive": ["--mode", "naive"],
     "upscale": ["--mode", "upscale"],
     "upscale-align8": ["--mode", "upscale", "--align", "8"],
+    "ort-cpu": ["--mode", "upscale", "--target", "ort-cpu", "--latency-table", "docs/latency/tables/fashion_cnn.json"],
 }
 AMOUNTS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 # docs/experiments.md gets the table of --out DIR between these markers, NAME = DIR's base name
@@ -329,7 +331,10 @@ def aggregate(data):
                    "top1_finetuned": summary([r["top1_finetuned"] for r in rs]),
                    "drop_finetuned": summary([dense[r["seed"]]["top1"] - r["top1_finetuned"] for r in rs])}
             for v in EXPORTS:
-                row[f"macs_ratio/{v}"] = summary([r["exports"][v]["macs"] / dense[r["seed"]]["macs"] for r in rs])
+                if not any(v in r["exports"] for r in rs):
+                    continue  # runs from before this export existed
+                row[f"macs_ratio/{v}"] = summary([r["exports"][v]["macs"] / dense[r["seed"]]["macs"]
+                                                  if v in r["exports"] else None for r in rs])
                 row[f"latency_ratio/{v}"] = summary([r["latency_ratio"].get(v) for r in rs])
             rows.append(row)
     return rows
@@ -352,6 +357,7 @@ def table(data):
     d = data["dense"]
     top = summary([x["top1"] for x in d])
     s = data["settings"]
+    ort = "ort-cpu" in s["exports"]
     lines = [
         f"Dense models (seeds {', '.join(str(x['seed']) for x in d)}): top-1 {pct(top)}%, "
         f"{d[0]['macs']:,} MACs. Each cell: mean ± sd (min–max) over the seeds; fine-tuning on "
@@ -360,15 +366,17 @@ def table(data):
         f"{s['runs']} interleaved runs; mean over seeds, min–max).",
         "",
         "| mode | amount | top-1 % pruned | top-1 % fine-tuned | MACs (upscale) | MACs (align 8) "
-        "| latency naive | latency upscale | latency align 8 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| latency naive | latency upscale | latency align 8 |" + (" MACs (ort-cpu) | latency ort-cpu |" if ort else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ort else ""),
     ]
     for r in data["summary"]:
         lines.append(
             f"| {r['mode']} | {r['amount']:.1f} | {pct(r['top1_pruned'])} | {pct(r['top1_finetuned'])} "
             f"| {r['macs_ratio/upscale']['mean']:.2f} | {r['macs_ratio/upscale-align8']['mean']:.2f} "
             f"| {ratio_cell(r['latency_ratio/naive'])} | {ratio_cell(r['latency_ratio/upscale'])} "
-            f"| {ratio_cell(r['latency_ratio/upscale-align8'])} |")
+            f"| {ratio_cell(r['latency_ratio/upscale-align8'])} |"
+            + (f" {ratio_cell(r.get('macs_ratio/ort-cpu'))} | {ratio_cell(r.get('latency_ratio/ort-cpu'))} |"
+               if ort else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -428,8 +436,9 @@ def plot(data, out):
     fig.savefig(os.path.join(out, "acc_vs_macs.svg"), metadata={"Date": None})
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.5), sharey=True)
-    for ax, v in zip(axes, EXPORTS):
+    shown = [v for v in data["settings"]["exports"] if any(r.get(f"latency_ratio/{v}") for r in rows)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(13 * len(shown) / 3, 4.5), sharey=True)
+    for ax, v in zip(axes, shown):
         for m in modes:
             series(ax, f"latency_ratio/{v}", m, "top1_finetuned", False)
             series(ax, f"latency_ratio/{v}", m, "top1_pruned", True)
