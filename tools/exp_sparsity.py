@@ -402,7 +402,9 @@ def plot(data, out):
     modes = list(dict.fromkeys(r["mode"] for r in rows))
 
     def series(ax, xkey, mode, ykey, dashed):
-        rs = [r for r in rows if r["mode"] == mode]
+        rs = [r for r in rows if r["mode"] == mode and r.get(xkey)]  # (older runs lack newer exports)
+        if not rs:
+            return
         xs = [r[xkey]["mean"] for r in rs]
         ys = [100 * r[ykey]["mean"] for r in rs]
         err = [[max(0.0, 100 * (r[ykey]["mean"] - r[ykey]["min"])) for r in rs],
