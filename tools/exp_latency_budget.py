@@ -206,25 +206,32 @@ def finetune_config(args, seed, d, log):
     step(ev, xs.eval_cmd(args, ft, ev), log)
 
 
-def measure(args, seed, budget, log):
+def side_by_side(args, seed, budget, names, file, label, log):
+    """`names`' upscale exports of one seed and budget timed with the dense export in one process
+    (their outputs checked against their masked programs); cached in bF/`file`."""
     base, _, _ = xs.seed_dir(args, seed)
     bdir = f"{base}/b{budget:.2f}"
-    path = f"{bdir}/latency.json"
+    path = f"{bdir}/{file}"
     if os.path.exists(path):
         old = load(path)
-        if set(old["median_ms"]) == {"dense", *METHODS} and old["runs"] == args.runs:
+        if set(old["median_ms"]) == {"dense", *names} and old["runs"] == args.runs:
             return old
-    files = {"dense": f"{base}/dense.onnx", **{m: f"{bdir}/{m}/upscale.onnx" for m in METHODS}}
-    refs = {m: f"{bdir}/{m}/masked.onnx" for m in METHODS}
-    r = xs.time_sessions(files, refs, seed, args.runs, args.warmup, f"seed {seed} budget {budget}")
+    files = {"dense": f"{base}/dense.onnx", **{m: f"{bdir}/{m}/upscale.onnx" for m in names}}
+    refs = {m: f"{bdir}/{m}/masked.onnx" for m in names}
+    r = xs.time_sessions(files, refs, seed, args.runs, args.warmup, label)
     out = {"seed": seed, "budget": budget, "runs": args.runs, "warmup": args.warmup, "seconds": round(r["seconds"], 1),
            "loadavg": os.getloadavg()[0], "median_ms": r["median_ms"],
            "q1_ms": {n: v[0] for n, v in r["quartiles_ms"].items()},
            "q3_ms": {n: v[2] for n, v in r["quartiles_ms"].items()}, "rel_dev_from_masked": r["rel_dev_from_masked"]}
     save(path, out)
-    print(f"  {r['seconds']:6.1f} s  latency seed {seed} budget {budget}", flush=True)
-    log.append({"cmd": f"latency seed {seed} budget {budget}", "s": round(r["seconds"], 1)})
+    print(f"  {r['seconds']:6.1f} s  latency {label}", flush=True)
+    log.append({"cmd": f"latency {label}", "s": round(r["seconds"], 1)})
     return out
+
+
+def measure(args, seed, budget, log):
+    """Every method of the predicted phase, side by side (bF/latency.json)."""
+    return side_by_side(args, seed, budget, list(METHODS), "latency.json", f"seed {seed} budget {budget}", log)
 
 
 def measured_scan(args, seed, method, log):
@@ -265,22 +272,8 @@ def measured_scan(args, seed, method, log):
 
 def measure_matched(args, seed, budget, log):
     """The @measured configurations timed side by side with the dense model and sp-lamp."""
-    base, _, _ = xs.seed_dir(args, seed)
-    bdir = f"{base}/b{budget:.2f}"
-    path = f"{bdir}/latency-measured.json"
-    names = ["sp-lamp", *MEASURED]
-    if os.path.exists(path):
-        old = load(path)
-        if set(old["median_ms"]) == {"dense", *names} and old["runs"] == args.runs:
-            return old
-    files = {"dense": f"{base}/dense.onnx", **{m: f"{bdir}/{m}/upscale.onnx" for m in names}}
-    refs = {m: f"{bdir}/{m}/masked.onnx" for m in names}
-    r = xs.time_sessions(files, refs, seed, args.runs, args.warmup, f"seed {seed} budget {budget} (measured)")
-    out = {"seed": seed, "budget": budget, "runs": args.runs, "warmup": args.warmup, "seconds": round(r["seconds"], 1),
-           "loadavg": os.getloadavg()[0], "median_ms": r["median_ms"], "rel_dev_from_masked": r["rel_dev_from_masked"]}
-    save(path, out)
-    log.append({"cmd": f"latency seed {seed} budget {budget} (measured)", "s": round(r["seconds"], 1)})
-    return out
+    return side_by_side(args, seed, budget, ["sp-lamp", *MEASURED], "latency-measured.json",
+                        f"seed {seed} budget {budget} (measured)", log)
 
 
 def compute_measured(args, log):
@@ -495,12 +488,8 @@ def plot(data, out):
 
 def write_outputs(data, out):
     data["summary"] = aggregate(data)
-    os.makedirs(out, exist_ok=True)
-    save(os.path.join(out, "results.json"), data)
     text = table(data)
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(text)
-    xs.replace_doc_table(text, out, "tools/exp_latency_budget.py")
+    xs.write_files(data, text, out, "tools/exp_latency_budget.py")
     plot(data, out)
     print(text)
 

@@ -455,6 +455,15 @@ def plot(data, out):
     plt.close(fig)
 
 
+def write_files(data, text, out, tool):
+    """OUT/results.json, OUT/table.md, and `text` between OUT's markers in docs/experiments.md."""
+    os.makedirs(out, exist_ok=True)
+    save(os.path.join(out, "results.json"), data)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    replace_doc_table(text, out, tool)
+
+
 def replace_doc_table(text, out, tool):
     """Put `text` between the `NAME-table` markers of docs/experiments.md (NAME: `out`'s base name)."""
     doc = os.path.join(REPO, "docs", "experiments.md")
@@ -469,12 +478,8 @@ def replace_doc_table(text, out, tool):
 
 def write_outputs(data, out, plots=True):
     data["summary"] = aggregate(data)
-    os.makedirs(out, exist_ok=True)
-    save(os.path.join(out, "results.json"), data)
     text = table(data)
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(text)
-    replace_doc_table(text, out, "tools/exp_sparsity.py")
+    write_files(data, text, out, "tools/exp_sparsity.py")
     if plots:
         plot(data, out)
     print(text)
