@@ -27,18 +27,66 @@ fn zoo_checks_and_is_canonical() {
     }
 }
 
+/// Zoo model `name` with seeded weights and the reference recipe's masks (input-side L1, 0.5).
+fn pruned(name: &str) -> (nnirc::ir::Program, nnirc::weights::Weights) {
+    let source = std::fs::read_to_string(root().join(format!("examples/zoo/{name}.nnir"))).unwrap();
+    let mut program = program(&source);
+    let weights = nnirc::weights::random(&program, 0);
+    for (n, kept) in masks(&program, &weights, &PruneConfig::default())
+        .expect("the default recipe scores any model")
+    {
+        program.graph[n].keep_in = Some(kept);
+    }
+    (program, weights)
+}
+
+/// Padding a fire module's expand block after its order would split the next squeeze's read
+/// of the concat (it must end that block); it goes in front of the block instead, so
+/// alignment costs no copy.
+#[test]
+fn aligned_squeezenet_copies_nothing() {
+    let (program, weights) = pruned("squeezenet1_1");
+    let config = OptimizeConfig {
+        channel_align: 8,
+        verify: Some(0),
+        ..Default::default()
+    };
+    let e = optimize(&program, &weights, &config).unwrap();
+    let s = program_stats(&e.program, CopySemantics::Views);
+    assert_eq!((s.copying_ops, s.bytes_copied), (0, 0));
+}
+
+/// Each dense layer of densenet121 reads the concat of every earlier block, each pruned
+/// differently: no order makes such a read contiguous, and before the selections were
+/// distributed over the concats the upscale export copied 19.227 MB per inference. Selecting
+/// each block's part before the concat lets each block's order make its part contiguous.
+#[test]
+fn densenet121_distributes_selections_over_concat() {
+    let (program, weights) = pruned("densenet121");
+    let config = OptimizeConfig {
+        verify: Some(0),
+        ..Default::default()
+    };
+    let e = optimize(&program, &weights, &config).unwrap();
+    let s = program_stats(&e.program, CopySemantics::Views);
+    assert!(s.bytes_copied <= 14_750_000, "{} bytes", s.bytes_copied);
+    // The selections feed the concats: some concat reads a slice or gather.
+    let reads_selection = e.program.graph.node_indices().any(|n| {
+        matches!(e.program.graph[n].op, nnirc::ir::Op::Concat)
+            && e.program.operands(n).iter().any(|&o| {
+                matches!(
+                    e.program.graph[o].op,
+                    nnirc::ir::Op::Slice { .. } | nnirc::ir::Op::Gather { .. }
+                )
+            })
+    });
+    assert!(reads_selection);
+}
+
 #[test]
 fn upscale_matches_or_beats_the_reference_on_the_zoo() {
     for (name, naive_ops, naive_mb, ref_ops, ref_mb) in REFERENCE {
-        let source =
-            std::fs::read_to_string(root().join(format!("examples/zoo/{name}.nnir"))).unwrap();
-        let mut program = program(&source);
-        let weights = nnirc::weights::random(&program, 0);
-        for (n, kept) in masks(&program, &weights, &PruneConfig::default())
-            .expect("the default recipe scores any model")
-        {
-            program.graph[n].keep_in = Some(kept);
-        }
+        let (program, weights) = pruned(name);
         let run = |mode| {
             let e = optimize(
                 &program,
@@ -62,11 +110,16 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
             "{name}: naive MB {}",
             mb(naive.bytes_copied)
         );
-        assert!(
-            after.copying_ops <= ref_ops,
-            "{name}: {} copying ops, reference {ref_ops}",
-            after.copying_ops
-        );
+        // densenet121's dense layers distribute their selections over their concats: a copy
+        // of each block's kept part that no order makes contiguous, instead of one copy of
+        // everything kept, so more ops copy fewer bytes (densenet121_distributes_...).
+        if name != "densenet121" {
+            assert!(
+                after.copying_ops <= ref_ops,
+                "{name}: {} copying ops, reference {ref_ops}",
+                after.copying_ops
+            );
+        }
         assert!(
             mb(after.bytes_copied) <= ref_mb + 0.005,
             "{name}: {} MB, reference {ref_mb}",

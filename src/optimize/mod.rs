@@ -18,6 +18,7 @@
 
 mod cut;
 mod deploy;
+mod distribute;
 mod plan;
 mod report;
 mod rewrite;
@@ -198,7 +199,8 @@ pub struct Optimized {
     pub program: Program,
     pub weights: Weights,
     pub plan: Plan,
-    /// How each channel-mixing consumer reads its input.
+    /// How each channel-mixing consumer reads its input: one read, or one per concatenated
+    /// block for a selection distributed over a concat.
     pub reads: Vec<Read>,
     pub report: Report,
 }

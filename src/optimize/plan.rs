@@ -6,11 +6,13 @@
 //! channel that is zero on every path to that consumer). A free segment keeps at least one
 //! channel, so that every tensor keeps a valid shape.
 
+use super::distribute::{self, Chain};
 use super::OptimizeConfig;
 use crate::analysis::{self, ConsumerRead, Provenance, Segment, Segments};
 use crate::ir::Program;
 use crate::solver::{self, Anchor, ConsumerSet, Instance, SolveStats};
 use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The plan for one segment.
@@ -32,6 +34,8 @@ pub struct Plan {
     pub segments: Arc<Segments>,
     /// Removed channels per node (see [`analysis::removed_channels`]).
     pub removed: Arc<Vec<Option<Vec<bool>>>>,
+    /// The consumers whose selection can be distributed over a concat, with their chains.
+    pub chains: Arc<HashMap<NodeIndex, Chain>>,
     pub plans: Vec<SegmentPlan>,
     /// `rank[s][c]`: the new position of segment channel `c` of segment `s`, if live.
     pub rank: Vec<Vec<Option<usize>>>,
@@ -57,42 +61,47 @@ pub fn plan(program: &Program, config: &OptimizeConfig) -> Plan {
     let provenance = analysis::provenance(program);
     let segments = analysis::segment(program, &provenance);
     let removed = analysis::removed_channels(program);
-    order(
-        program,
-        Arc::new(provenance),
-        Arc::new(segments),
-        Arc::new(removed),
-        config,
-        started,
-    )
+    let analysis = Analysis {
+        provenance: Arc::new(provenance),
+        segments: Arc::new(segments),
+        removed: Arc::new(removed),
+        chains: Arc::new(distribute::chains(program)),
+    };
+    order(program, analysis, config, started)
 }
 
 /// Another plan of the program `other` was made for, under `config`, reusing its channel
 /// analysis (which depends on the program only).
 pub fn plan_like(program: &Program, other: &Plan, config: &OptimizeConfig) -> Plan {
-    order(
-        program,
-        other.provenance.clone(),
-        other.segments.clone(),
-        other.removed.clone(),
-        config,
-        std::time::Instant::now(),
-    )
+    let analysis = Analysis {
+        provenance: other.provenance.clone(),
+        segments: other.segments.clone(),
+        removed: other.removed.clone(),
+        chains: other.chains.clone(),
+    };
+    order(program, analysis, config, std::time::Instant::now())
+}
+
+/// What a plan knows of its program before it orders anything.
+struct Analysis {
+    provenance: Arc<Provenance>,
+    segments: Arc<Segments>,
+    removed: Arc<Vec<Option<Vec<bool>>>>,
+    chains: Arc<HashMap<NodeIndex, Chain>>,
 }
 
 /// Liveness and orders over a finished analysis.
 fn order(
     program: &Program,
-    provenance: Arc<Provenance>,
-    segments: Arc<Segments>,
-    removed: Arc<Vec<Option<Vec<bool>>>>,
+    analysis: Analysis,
     config: &OptimizeConfig,
     started: std::time::Instant,
 ) -> Plan {
     let mut plan = Plan {
-        provenance,
-        segments,
-        removed,
+        provenance: analysis.provenance,
+        segments: analysis.segments,
+        removed: analysis.removed,
+        chains: analysis.chains,
         plans: Vec::new(),
         rank: Vec::new(),
         analysis_ms: 0.0,
@@ -203,16 +212,19 @@ fn removed_somewhere(program: &Program, plan: &Plan) -> Vec<Vec<bool>> {
     removed_somewhere
 }
 
-/// Appends dead channels to the order of every free segment `s` until it keeps `widths[s]`
+/// Adds dead channels to the order of every free segment `s` until it keeps `widths[s]`
 /// channels (or as many as it can; a segment already as wide is left alone), and updates the
 /// ranks. No consumer keeps a padding channel, so consumers read it through zero weight
 /// columns; channels removed by `keep_out` anywhere in the segment are never used as padding
-/// (a removed channel must stay zero, which a gate could break).
+/// (a removed channel must stay zero, which a gate could break). The padding goes where it
+/// splits the fewest contiguous reads ([`padding_position`]): after the order unless a read
+/// of a concat must end this segment's block there.
 pub fn pad_to(program: &Program, plan: &mut Plan, widths: &[usize]) {
     let removed_somewhere = removed_somewhere(program, plan);
-    for (s, p) in plan.plans.iter_mut().enumerate() {
+    for s in 0..plan.plans.len() {
         let channels = plan.segments.segments[s].channels;
         let target = widths[s].min(channels);
+        let p = &plan.plans[s];
         if !p.free || p.order.len() >= target {
             continue;
         }
@@ -224,9 +236,56 @@ pub fn pad_to(program: &Program, plan: &mut Plan, widths: &[usize]) {
             .filter(|&c| !used[c] && !removed_somewhere[s][c])
             .take(target - p.order.len())
             .collect();
-        p.order.extend(spare);
+        let at = padding_position(program, plan, s);
+        plan.plans[s].order.splice(at..at, spare);
     }
     rerank(plan);
+}
+
+/// Where in segment `s`'s order padding splits the fewest of its consumers' contiguous reads:
+/// inside a read's run splits it, and so does the end of the order for a read that must end
+/// there (its block is followed by another block of the concat it reads, [`Anchor::End`]) or
+/// the start for one that must start there. Ties go to the end, then the start.
+fn padding_position(program: &Program, plan: &Plan, s: usize) -> usize {
+    let seg = &plan.segments.segments[s];
+    let order = &plan.plans[s].order;
+    let len = order.len();
+    let mut position = vec![None; seg.channels];
+    for (i, &c) in order.iter().enumerate() {
+        position[c] = Some(i);
+    }
+    let mut runs: Vec<(usize, usize, Anchor)> = Vec::new();
+    for read in &seg.consumers {
+        let Some(anchor) = anchor(program, plan, s, read) else {
+            continue;
+        };
+        let mut at: Vec<usize> = kept_live(program, plan, read)
+            .iter()
+            .filter_map(|&c| position[c])
+            .collect();
+        at.sort_unstable();
+        let (Some(&a), Some(&b)) = (at.first(), at.last()) else {
+            continue;
+        };
+        if b - a + 1 == at.len() {
+            runs.push((a, b + 1, anchor));
+        }
+    }
+    let splits = |p: usize| {
+        runs.iter()
+            .filter(|&&(a, b, anchor)| {
+                (a < p && p < b)
+                    || (p == len && b == len && anchor == Anchor::End)
+                    || (p == 0 && a == 0 && anchor == Anchor::Start)
+            })
+            .count()
+    };
+    let mut candidates = vec![len, 0];
+    candidates.extend(runs.iter().flat_map(|&(a, b, _)| [a, b]));
+    candidates
+        .into_iter()
+        .min_by_key(|&p| splits(p))
+        .expect("the end is a candidate")
 }
 
 /// `plan.rank` from the orders.
@@ -309,7 +368,9 @@ fn solve_order(
 /// Where a consumer's part of segment `s` must sit for the consumer to read one range: no
 /// constraint when its input comes from `s` alone; when its input concatenates blocks, the
 /// first block it keeps from must end its range (a suffix), the last must start it (a prefix),
-/// and blocks in between must be kept whole (`None` if that fails: it copies anyway).
+/// and blocks in between must be kept whole. If that fails, the read copies anyway: `None`,
+/// unless its selection can be distributed over the concat ([`distribute`]), where the part
+/// only needs to be contiguous in its own block (no constraint).
 fn anchor(program: &Program, plan: &Plan, s: usize, read: &ConsumerRead) -> Option<Anchor> {
     let input = program.operands(read.node)[0];
     let layout = plan.provenance.layout(input);
@@ -350,12 +411,13 @@ fn anchor(program: &Program, plan: &Plan, s: usize, read: &ConsumerRead) -> Opti
         return Some(Anchor::None); // this segment is in several kept blocks: no useful hint
     }
     let (first, last) = (kept_runs[0], kept_runs[kept_runs.len() - 1]);
+    let unanchored = plan.chains.contains_key(&read.node).then_some(Anchor::None);
     if kept_runs.len() > 2
         && !kept_runs[1..kept_runs.len() - 1]
             .iter()
             .all(|&r| whole(&runs[r].1))
     {
-        return None;
+        return unanchored;
     }
     let mine = *kept_runs
         .iter()
@@ -366,6 +428,6 @@ fn anchor(program: &Program, plan: &Plan, s: usize, read: &ConsumerRead) -> Opti
         (true, false) => Some(Anchor::End),
         (false, true) => Some(Anchor::Start),
         // A middle block must be kept whole: then any order works.
-        (false, false) => whole(&runs[mine].1).then_some(Anchor::None),
+        (false, false) => whole(&runs[mine].1).then_some(Anchor::None).or(unanchored),
     }
 }

@@ -80,9 +80,13 @@ pub fn rewrite_reading(
     full_reads: &HashSet<NodeIndex>,
     cache: &mut ReadCache,
 ) -> Result<Rewritten, OptimizeError> {
-    let layouts = new_layouts(program, plan);
+    let mut layouts = new_layouts(program, plan);
     let started = std::time::Instant::now();
-    let (choices, read_plan) = plan_all_reads(program, plan, &layouts, config, full_reads, cache);
+    let Reads {
+        choices,
+        parts,
+        report: read_plan,
+    } = plan_all_reads(program, plan, &mut layouts, config, full_reads, cache);
     let egraph_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut out = Builder {
         graph: DiGraph::new(),
@@ -94,6 +98,10 @@ pub fn rewrite_reading(
         choices,
         shared: HashMap::new(),
     };
+    let parts_of: HashMap<NodeIndex, (NodeIndex, Vec<Option<ReadChoice>>)> = parts
+        .into_iter()
+        .map(|(consumer, parts)| (plan.chains[&consumer].concat, (consumer, parts)))
+        .collect();
     for n in program.graph.node_indices() {
         out.names.insert(program.graph[n].name.clone());
     }
@@ -218,6 +226,18 @@ pub fn rewrite_reading(
                 });
                 (conv, vec![(vec![layout.len(), 1, 1, 1], Cut::values(mask))])
             }
+            Op::Concat if parts_of.contains_key(&n) => {
+                // A distributed selection: each block's part, concatenated.
+                let (consumer, parts) = &parts_of[&n];
+                let mut selected = Vec::new();
+                for (input, part) in inputs.iter().zip(parts) {
+                    if let Some(part) = part {
+                        selected.push(out.selection(node, *consumer, part.clone(), *input)?);
+                    }
+                }
+                inputs = selected;
+                (Op::Concat, Vec::new())
+            }
             Op::Gather { indices } | Op::Permute { order: indices } => {
                 let at = positions(&layouts[operands[0].index()]);
                 (
@@ -294,19 +314,35 @@ fn wanted(program: &Program, plan: &Plan, layouts: &[Vec<usize>], n: NodeIndex) 
         .collect()
 }
 
+/// How every channel-mixing consumer reads its input.
+struct Reads {
+    /// Per consumer with something live to read.
+    choices: HashMap<NodeIndex, ReadChoice>,
+    /// Per consumer whose selection is distributed over its chain's concat: each concat
+    /// operand's part (`None`: it keeps nothing of that operand, which the concat drops). Its
+    /// choice then reads the whole chain, whose layout is the parts'.
+    parts: HashMap<NodeIndex, Vec<Option<ReadChoice>>>,
+    report: Option<PlanReport>,
+}
+
 /// How every channel-mixing consumer reads its input: planned on the e-graph under the cost
 /// model in upscale mode, the naive read otherwise; slices widened to the channel alignment;
-/// the consumers in `full_reads` read everything.
+/// the consumers in `full_reads` read everything. In upscale mode a consumer at the end of a
+/// [`Chain`](super::distribute::Chain) has its selection distributed over the concat when
+/// the parts' plans cost less than the whole read's (each priced alone); `layouts` of the
+/// concat and the ops between then become the parts' positions.
 fn plan_all_reads(
     program: &Program,
     plan: &Plan,
-    layouts: &[Vec<usize>],
+    layouts: &mut [Vec<usize>],
     config: &OptimizeConfig,
     full_reads: &HashSet<NodeIndex>,
     cache: &mut ReadCache,
-) -> (HashMap<NodeIndex, ReadChoice>, Option<PlanReport>) {
-    let mut consumers = Vec::new();
+) -> Reads {
+    // (consumer, which part: `None` for the whole read) of each request.
+    let mut owners: Vec<(NodeIndex, Option<usize>)> = Vec::new();
     let mut requests = Vec::new();
+    let mut wanted_of: HashMap<NodeIndex, HashSet<usize>> = HashMap::new();
     for n in program.topo_order() {
         let node = &program.graph[n];
         if !node.op.is_channel_mixing() {
@@ -317,17 +353,46 @@ fn plan_all_reads(
             continue;
         }
         let input = program.operands(n)[0];
-        let s = &program.graph[input].shape;
         let kernel: usize = program.params[node.params[0]].shape[2..].iter().product();
         let out_area: usize = node.shape[0] * node.shape[2..].iter().product::<usize>();
-        requests.push(ReadRequest {
-            tensor: input.index(),
-            channels: layouts[input.index()].len(),
-            keep,
-            bytes_per_channel: (s[0] * s[2..].iter().product::<usize>() * 4) as u64,
-            macs_per_channel: (layouts[n.index()].len() * kernel * out_area) as u64,
-        });
-        consumers.push(n);
+        let macs_per_channel = (layouts[n.index()].len() * kernel * out_area) as u64;
+        let request = |tensor: NodeIndex, keep: Vec<usize>| {
+            let s = &program.graph[tensor].shape;
+            ReadRequest {
+                tensor: tensor.index(),
+                channels: layouts[tensor.index()].len(),
+                keep,
+                bytes_per_channel: (s[0] * s[2..].iter().product::<usize>() * 4) as u64,
+                macs_per_channel,
+            }
+        };
+        let whole = request(input, keep.clone());
+        let chain = plan.chains.get(&n);
+        if let Some(chain) = chain.filter(|_| config.mode.reorders() && !full_reads.contains(&n)) {
+            let split = split_over_concat(program, layouts, chain.concat, input, &keep);
+            let parts: Vec<(usize, ReadRequest)> = split
+                .into_iter()
+                .enumerate()
+                .filter(|(_, k)| !k.is_empty())
+                .map(|(i, k)| (i, request(program.operands(chain.concat)[i], k)))
+                .collect();
+            let cost = |requests: &[ReadRequest], cache: &mut ReadCache| {
+                let (_, report) =
+                    plan_reads_cached(requests, &*config.cost_model, &config.read_limits, cache);
+                report.total_cost
+            };
+            let part_requests: Vec<ReadRequest> = parts.iter().map(|(_, r)| r.clone()).collect();
+            if cost(&part_requests, cache) < cost(std::slice::from_ref(&whole), cache) {
+                wanted_of.insert(n, keep.iter().map(|&j| layouts[input.index()][j]).collect());
+                for (i, r) in parts {
+                    owners.push((n, Some(i)));
+                    requests.push(r);
+                }
+                continue;
+            }
+        }
+        owners.push((n, None));
+        requests.push(whole);
     }
     let (choices, report) = if config.mode.reorders() {
         let (choices, report) =
@@ -336,25 +401,88 @@ fn plan_all_reads(
     } else {
         (requests.iter().map(ReadChoice::naive).collect(), None)
     };
-    let choices: Vec<ReadChoice> = choices
-        .into_iter()
-        .zip(&requests)
-        .zip(&consumers)
-        .map(|((choice, r), n)| {
-            if full_reads.contains(n) {
-                return ReadChoice::Full {
-                    zero_columns: (0..r.channels)
-                        .filter(|p| r.keep.binary_search(p).is_err())
-                        .collect(),
-                };
+    let mut reads = Reads {
+        choices: HashMap::new(),
+        parts: HashMap::new(),
+        report,
+    };
+    for ((choice, r), &(n, part)) in choices.into_iter().zip(&requests).zip(&owners) {
+        if full_reads.contains(&n) {
+            let zero_columns = (0..r.channels)
+                .filter(|p| r.keep.binary_search(p).is_err())
+                .collect();
+            reads.choices.insert(n, ReadChoice::Full { zero_columns });
+            continue;
+        }
+        let choice = match config.channel_align {
+            0 | 1 => choice,
+            align => choice.aligned(r.channels, align),
+        };
+        match part {
+            None => {
+                reads.choices.insert(n, choice);
             }
-            match config.channel_align {
-                0 | 1 => choice,
-                align => choice.aligned(r.channels, align),
+            Some(i) => {
+                let operands = program.operands(plan.chains[&n].concat).len();
+                reads.parts.entry(n).or_insert_with(|| vec![None; operands])[i] = Some(choice);
             }
-        })
+        }
+    }
+    // The distributed chains' layouts, and their consumers' reads of them.
+    for (&n, parts) in &reads.parts {
+        let chain = &plan.chains[&n];
+        let mut offset = 0;
+        let mut layout = Vec::new();
+        for (o, part) in program.operands(chain.concat).into_iter().zip(parts) {
+            if let Some(part) = part {
+                let from = &layouts[o.index()];
+                layout.extend(part.read(from.len()).into_iter().map(|k| from[k] + offset));
+            }
+            offset += program.graph[o].shape[1];
+        }
+        let kept = &wanted_of[&n];
+        let zero_columns = (0..layout.len())
+            .filter(|&j| !kept.contains(&layout[j]))
+            .collect();
+        reads.choices.insert(n, ReadChoice::Full { zero_columns });
+        for &m in std::iter::once(&chain.concat).chain(&chain.between) {
+            layouts[m.index()] = layout.clone();
+        }
+    }
+    reads
+}
+
+/// The positions `keep` of `input` (a concat, or per-channel ops of one; indices into its new
+/// layout), split over the concat's operands: per operand, the indices into its new layout,
+/// ascending.
+fn split_over_concat(
+    program: &Program,
+    layouts: &[Vec<usize>],
+    concat: NodeIndex,
+    input: NodeIndex,
+    keep: &[usize],
+) -> Vec<Vec<usize>> {
+    let operands = program.operands(concat);
+    let mut starts = Vec::with_capacity(operands.len());
+    let mut offset = 0;
+    for &o in &operands {
+        starts.push(offset);
+        offset += program.graph[o].shape[1];
+    }
+    let at: Vec<HashMap<usize, usize>> = operands
+        .iter()
+        .map(|o| positions(&layouts[o.index()]))
         .collect();
-    (consumers.into_iter().zip(choices).collect(), report)
+    let mut split = vec![Vec::new(); operands.len()];
+    for &j in keep {
+        let p = layouts[input.index()][j];
+        let i = starts.partition_point(|&s| s <= p) - 1;
+        split[i].push(at[i][&(p - starts[i])]);
+    }
+    for part in &mut split {
+        part.sort_unstable();
+    }
+    split
 }
 
 /// The index of each old position in a new layout (every selected channel is present by
@@ -577,26 +705,38 @@ impl Builder {
             .enumerate()
             .map(|(j, &p)| zero.binary_search(&j).is_err().then(|| layout[p]))
             .collect();
+        Ok((self.selection(node, n, choice, new_input)?, columns))
+    }
+
+    /// The node that makes `choice` of `input` (itself, or a slice or gather named after
+    /// `at`), recorded as a read of `consumer`.
+    fn selection(
+        &mut self,
+        at: &Node,
+        consumer: NodeIndex,
+        choice: ReadChoice,
+        input: NodeIndex,
+    ) -> Result<NodeIndex, OptimizeError> {
         let (read, kind) = match choice {
             ReadChoice::Full { .. } => {
                 self.reads.push(Read {
-                    consumer: n,
+                    consumer,
                     kind: ReadKind::Full,
                     bytes: 0,
                 });
-                return Ok((new_input, columns));
+                return Ok(input);
             }
             ReadChoice::Slice { start, end, .. } => (
-                self.select(node, Op::Slice { start, end }, new_input)?,
+                self.select(at, Op::Slice { start, end }, input)?,
                 ReadKind::Slice,
             ),
             ReadChoice::Gather { indices } => (
-                self.select(node, Op::Gather { indices }, new_input)?,
+                self.select(at, Op::Gather { indices }, input)?,
                 ReadKind::Gather,
             ),
         };
-        self.record(n, kind, read);
-        Ok((read, columns))
+        self.record(consumer, kind, read);
+        Ok(read)
     }
 
     fn record(&mut self, consumer: NodeIndex, kind: ReadKind, read: NodeIndex) {

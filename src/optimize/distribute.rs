@@ -1,0 +1,69 @@
+//! Selections distributed over concat: where a consumer reads a concat through a private chain
+//! of per-channel ops (DenseNet's concat -> batch_norm -> relu -> conv1), its selection can be
+//! made of each concatenated block before the concat instead of after it.
+//!
+//! A [`Chain`] is that structure: a concat, zero or more batch norms and activations, then a
+//! channel-mixing consumer, where the concat and every op in between have exactly one use and
+//! are not model outputs, and none carries a mask. Selecting before the concat is then exact:
+//! the concat and the ops in between compute only the selected channels, which no one else
+//! sees. Each block's part of the selection is a read of that block's own tensor, contiguous
+//! when its segment's order makes it so, whatever the other blocks do; a read of the concat as
+//! a whole is contiguous only when the blocks in the middle are kept whole, which a read
+//! spanning three or more differently pruned blocks almost never is. Whether a chain is
+//! distributed is the rewrite's choice, by cost ([`super::rewrite`]); the plan only lets the
+//! ordering solver make each block's part contiguous on its own ([`super::plan`]).
+
+use crate::ir::{Op, Program};
+use petgraph::graph::NodeIndex;
+use petgraph::Direction;
+use std::collections::HashMap;
+
+/// A concat read by one consumer through single-use per-channel ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub concat: NodeIndex,
+    /// The per-channel ops between the concat and the consumer, in order.
+    pub between: Vec<NodeIndex>,
+}
+
+/// The chains of `program`, by consumer.
+pub fn chains(program: &Program) -> HashMap<NodeIndex, Chain> {
+    let single_use = |n: NodeIndex| {
+        program.graph.edges_directed(n, Direction::Outgoing).count() == 1
+            && !program.outputs.contains(&n)
+            && program.graph[n].keep_in.is_none()
+            && program.graph[n].keep_out.is_none()
+    };
+    let mut chains = HashMap::new();
+    for consumer in program.graph.node_indices() {
+        if !program.graph[consumer].op.is_channel_mixing() {
+            continue;
+        }
+        let mut between = Vec::new();
+        let mut at = program.operands(consumer)[0];
+        loop {
+            if !single_use(at) {
+                break;
+            }
+            match program.graph[at].op {
+                Op::Concat => {
+                    between.reverse();
+                    chains.insert(
+                        consumer,
+                        Chain {
+                            concat: at,
+                            between,
+                        },
+                    );
+                    break;
+                }
+                Op::BatchNorm { .. } | Op::Activation(_) => {
+                    between.push(at);
+                    at = program.operands(at)[0];
+                }
+                _ => break,
+            }
+        }
+    }
+    chains
+}
