@@ -3,9 +3,9 @@
 //! optimal against brute force, every term of a class numerically equal to the naive one).
 
 use nnirc::egraph::{
-    build_reads, candidates, eval, plan_reads, saturate, Cost, CostModel, Env, Graph, IndexSet,
-    Latency, Layout, LayoutGraph, Limits, Matrix, PlanReport, ReadChoice, ReadRequest, Tables,
-    TensorInfo, Value, Views, WeightInfo,
+    build_reads, candidates, eval, plan_reads, saturate, ConcatSource, Cost, CostModel, Env, Graph,
+    IndexSet, Latency, Layout, LayoutGraph, Limits, Matrix, Part, PlanReport, ReadChoice,
+    ReadRequest, Tables, TensorInfo, Value, Views, WeightInfo,
 };
 use nnirc::optimize::CostModelKind;
 use proptest::prelude::*;
@@ -26,6 +26,7 @@ fn req(tensor: usize, channels: usize, keep: &[usize], bytes: u64, macs: u64) ->
         keep: keep.to_vec(),
         bytes_per_channel: bytes,
         macs_per_channel: macs,
+        concat: None,
     }
 }
 
@@ -107,13 +108,29 @@ fn plan_cost(model: &dyn CostModel, requests: &[ReadRequest], choices: &[ReadCho
     let mut total = Cost::ZERO;
     for (r, c) in requests.iter().zip(choices) {
         let tensor = (r.tensor, r.channels, r.bytes_per_channel);
-        match c {
-            ReadChoice::Full { .. } => {}
-            ReadChoice::Slice { start, end, .. } => {
-                nodes.insert((tensor, 0, vec![*start, *end]));
-            }
-            ReadChoice::Gather { indices } => {
-                nodes.insert((tensor, 1, indices.clone()));
+        let mut selections = vec![(tensor, c)];
+        if let ReadChoice::Distributed { parts } = c {
+            let blocks = &r.concat.as_ref().expect("a concat's read").blocks;
+            selections = parts
+                .iter()
+                .map(|p| {
+                    (
+                        (blocks[p.block].0, p.channels, r.bytes_per_channel),
+                        &p.read,
+                    )
+                })
+                .collect();
+        }
+        for (tensor, c) in selections {
+            match c {
+                ReadChoice::Full { .. } => {}
+                ReadChoice::Slice { start, end, .. } => {
+                    nodes.insert((tensor, 0, vec![*start, *end]));
+                }
+                ReadChoice::Gather { indices } => {
+                    nodes.insert((tensor, 1, indices.clone()));
+                }
+                ReadChoice::Distributed { .. } => panic!("a part is not distributed"),
             }
         }
         if !c.zero_columns().is_empty() {
@@ -383,6 +400,108 @@ fn selection_rules() {
 }
 
 #[test]
+fn distribution_rules() {
+    // Tensor leaves 0 (8 channels), 1 (4) and 2 (4).
+    let mut t = tables(8, 3);
+    for _ in 0..2 {
+        t.add_tensor(TensorInfo {
+            channels: 4,
+            bytes_per_channel: 4,
+        });
+    }
+    // select-distributes-over-pointwise, select-distributes-over-concat, then
+    // gather-of-range-is-slice and full-slice-is-identity on the parts.
+    check_equal(
+        t.clone(),
+        &[
+            ("k", set(16, &[2, 3, 8, 9, 10, 11, 13])),
+            ("k0", set(8, &[2, 3])),
+            ("k1", set(4, &[0, 1, 2, 3])),
+            ("k2", set(4, &[1])),
+        ],
+        "(gather {k} (pointwise 7 (concat 5 (tensor 0) (tensor 1) (tensor 2))))",
+        &[
+            "(pointwise 7 (gather {k} (concat 5 (tensor 0) (tensor 1) (tensor 2))))",
+            "(pointwise 7 (concat 5 (gather {k0} (tensor 0)) (gather {k1} (tensor 1)) (gather {k2} (tensor 2))))",
+            "(pointwise 7 (concat 5 (slice 2 4 (tensor 0)) (tensor 1) (slice 1 2 (tensor 2))))",
+        ],
+    );
+    // One block's part alone stays a concat (of one part).
+    check_equal(
+        t,
+        &[("k", set(12, &[9, 10])), ("k1", set(4, &[1, 2]))],
+        "(gather {k} (concat 5 (tensor 0) (tensor 1)))",
+        &[
+            "(concat 5 (gather {k1} (tensor 1)))",
+            "(concat 5 (slice 1 3 (tensor 1)))",
+        ],
+    );
+}
+
+/// A request for the concat of `blocks` (caller ids and channels) through `pointwise` ops.
+fn concat_req(
+    tensor: usize,
+    blocks: &[(usize, usize)],
+    pointwise: usize,
+    keep: &[usize],
+) -> ReadRequest {
+    let channels = blocks.iter().map(|&(_, c)| c).sum();
+    ReadRequest {
+        concat: Some(ConcatSource {
+            concat: tensor,
+            pointwise: (0..pointwise).map(|p| 1000 * tensor + p).collect(),
+            blocks: blocks.to_vec(),
+        }),
+        ..req(tensor, channels, keep, B, M)
+    }
+}
+
+/// Each block's part of a DenseNet-like read is a run of that block: slices (views: free)
+/// instead of one gather of everything kept; a read that is one run of the concat stays one
+/// slice.
+#[test]
+fn concat_reads_distribute_where_the_parts_are_runs() {
+    let blocks = [(10, 8), (11, 4), (12, 4)];
+    let requests = [
+        concat_req(0, &blocks, 2, &[2, 3, 8, 9, 10, 11, 13]),
+        concat_req(1, &blocks, 0, &[6, 7, 8]),
+    ];
+    let (choices, report) = plan(CostModelKind::Views, &requests);
+    let part = |block: usize, offset: usize, channels: usize, read: ReadChoice| Part {
+        block,
+        offset,
+        channels,
+        read,
+    };
+    assert_eq!(
+        choices[0],
+        ReadChoice::Distributed {
+            parts: vec![
+                part(0, 0, 8, slice(2, 4, &[])),
+                part(1, 8, 4, full(&[])),
+                part(2, 12, 4, slice(1, 2, &[])),
+            ]
+        }
+    );
+    assert_eq!(choices[1], slice(6, 9, &[]));
+    assert_eq!(report.total_cost, Cost::ZERO);
+    for rule in [
+        "select-distributes-over-pointwise",
+        "select-distributes-over-concat",
+        "gather-of-range-is-slice",
+    ] {
+        assert!(
+            report.fired.get(rule).is_some_and(|&n| n > 0),
+            "{rule}: {:?}",
+            report.fired
+        );
+    }
+    for (r, c) in requests.iter().zip(&choices) {
+        assert_valid(r, c);
+    }
+}
+
+#[test]
 fn read_rules() {
     // consume-gather-as-padded-slice, then consume-slice-as-padded-full and pad-of-pad-composes
     check_equal(
@@ -604,6 +723,59 @@ fn latency_tables_load_or_say_why() {
 // ---------------------------------------------------------------------------------------------
 // Properties
 
+/// Random requests of concats (through 0-2 per-channel ops) of a few shared blocks, with some
+/// plain reads of the blocks themselves; concats of the same blocks in the same order share
+/// parts.
+fn concat_requests() -> impl Strategy<Value = Vec<ReadRequest>> {
+    let blocks = prop::collection::vec(1usize..7, 1..5);
+    let reads = prop::collection::vec(
+        (
+            any::<u64>(),
+            0usize..3,
+            any::<u64>(),
+            prop::bool::weighted(0.2),
+        ),
+        1..6,
+    );
+    (blocks, reads).prop_map(|(blocks, reads)| {
+        let ids: Vec<(usize, usize)> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (100 + i, c))
+            .collect();
+        let mut out = Vec::new();
+        for (i, (pick, pointwise, mask, plain)) in reads.into_iter().enumerate() {
+            if plain {
+                let (t, c) = ids[pick as usize % ids.len()];
+                let keep: Vec<usize> = (0..c).filter(|b| mask >> b & 1 == 1).collect();
+                out.push(req(t, c, if keep.is_empty() { &[0] } else { &keep }, B, M));
+                continue;
+            }
+            // A non-empty subset of the blocks, in order.
+            let mut chosen: Vec<(usize, usize)> = ids
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| pick >> j & 1 == 1)
+                .map(|(_, &b)| b)
+                .collect();
+            if chosen.is_empty() {
+                chosen.push(ids[pick as usize % ids.len()]);
+            }
+            let channels: usize = chosen.iter().map(|&(_, c)| c).sum();
+            let keep: Vec<usize> = (0..channels)
+                .filter(|b| mask >> (b % 64) & 1 == 1)
+                .collect();
+            let keep = if keep.is_empty() {
+                vec![mask as usize % channels]
+            } else {
+                keep
+            };
+            out.push(concat_req(i, &chosen, pointwise, &keep));
+        }
+        out
+    })
+}
+
 /// Random requests over a few tensors; some copy an earlier request's set on the same tensor,
 /// so that sharing happens.
 fn requests() -> impl Strategy<Value = Vec<ReadRequest>> {
@@ -731,9 +903,50 @@ proptest! {
         };
         for (root, base) in reads.roots.iter().zip(&reads.baseline) {
             let want = eval(base, tables, &env).expect("the naive term evaluates");
-            let terms = candidates(&run.egraph, *root);
+            let terms = candidates(&run.egraph, *root, &Views::default());
             prop_assert!(!terms.is_empty());
             for term in terms {
+                let got = eval(&term, tables, &env).expect("every term evaluates");
+                prop_assert!(close(&got, &want), "{} vs {}", term, base);
+            }
+        }
+    }
+
+    /// Distributed reads: every choice reads exactly the kept set, the plan costs what this
+    /// file computes and never more than the naive plan, and every term of every consumer's
+    /// class computes what its naive term computes.
+    #[test]
+    fn distributed_reads_are_valid_and_preserve_meaning(requests in concat_requests(), seed in any::<u64>()) {
+        for model in models() {
+            let (choices, report) = plan_reads(&requests, &*model, &Limits::default());
+            prop_assert_eq!(&report.stop_reason, "saturated");
+            for (r, c) in requests.iter().zip(&choices) {
+                assert_valid(r, c);
+            }
+            prop_assert!(report.total_cost <= report.baseline_cost);
+            let slack = Cost::new(2 * requests.len() as u64);
+            let ours = plan_cost(&*model, &requests, &choices);
+            prop_assert!(ours <= report.total_cost + slack && report.total_cost <= ours + slack,
+                "{}: reported {} computed {}", model.name(), report.total_cost, ours);
+        }
+        let reads = build_reads(&requests);
+        let run = saturate(reads.egraph, &Limits::default());
+        let tables = &run.egraph.analysis;
+        let env = Env {
+            tensors: (0..)
+                .map_while(|t| tables.tensor(t))
+                .enumerate()
+                .map(|(t, info)| numbers(seed ^ t as u64, info.channels))
+                .collect(),
+            weights: requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Matrix { rows: 3, cols: r.keep.len(), data: numbers(!seed ^ i as u64, 3 * r.keep.len()) })
+                .collect(),
+        };
+        for (root, base) in reads.roots.iter().zip(&reads.baseline) {
+            let want = eval(base, tables, &env).expect("the naive term evaluates");
+            for term in candidates(&run.egraph, *root, &Views::default()) {
                 let got = eval(&term, tables, &env).expect("every term evaluates");
                 prop_assert!(close(&got, &want), "{} vs {}", term, base);
             }
@@ -777,7 +990,7 @@ proptest! {
             ],
         };
         let want = eval(&term, &run.egraph.analysis, &env).expect("the term evaluates");
-        let terms = candidates(&run.egraph, root);
+        let terms = candidates(&run.egraph, root, &Views::default());
         // Folding the order into the producer gives a second term (identities are left alone).
         prop_assert!(identity || terms.len() >= 2);
         for t in terms {

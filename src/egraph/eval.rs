@@ -1,7 +1,8 @@
 //! Reference evaluation of layout terms: the meaning every rule preserves.
 //!
 //! A tensor is one number per channel, a weight a dense matrix (columns are input channels).
-//! `(produce w)` applies `w` to the fixed input `u[j] = j + 1`. Evaluation is exact up to
+//! `(produce w)` applies `w` to the fixed input `u[j] = j + 1`; `(pointwise n x)` maps each
+//! channel `v` to `v * v + n`. Evaluation is exact up to
 //! floating-point summation order, so tests compare terms of one class numerically.
 
 use super::language::{IndexSet, Layout, Tables};
@@ -137,6 +138,22 @@ pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value>
                     source[c] = Some(i);
                 }
                 Value::Weight(w.with_columns(k.universe, |j| source[j]))
+            }
+            // Per-channel op n: the same non-linear function of each channel, v^2 + n (a
+            // selection commutes with it, as with a batch norm whose parameters are selected
+            // along).
+            Layout::Pointwise([n, x]) => {
+                let n = num(*n)? as f64;
+                Value::Tensor(tensor(*x)?.iter().map(|v| v * v + n).collect())
+            }
+            Layout::Concat(children) => {
+                let (n, blocks) = children.split_first()?;
+                num(*n)?;
+                let mut joined = Vec::new();
+                for &b in blocks {
+                    joined.extend(tensor(b)?);
+                }
+                Value::Tensor(joined)
             }
         };
         values.push(v);

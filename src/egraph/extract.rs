@@ -108,8 +108,15 @@ impl Tree {
 }
 
 /// The acyclic terms of `class` (at most [`CANDIDATES`]), none going through a class on
-/// `stack`.
-fn enumerate(egraph: &LayoutGraph, class: Id, stack: &mut Vec<Id>) -> Vec<Rc<Tree>> {
+/// `stack`, cheapest first under `model` (each on its own; ties in e-node order). So where
+/// the candidates of a node's children are cut short, the first ones combine its children's
+/// cheapest terms: a concat of many blocks still gets the term with every part at its best.
+fn enumerate(
+    egraph: &LayoutGraph,
+    class: Id,
+    stack: &mut Vec<Id>,
+    model: &dyn CostModel,
+) -> Vec<Rc<Tree>> {
     let class = egraph.find(class);
     stack.push(class);
     let mut out = Vec::new();
@@ -120,7 +127,7 @@ fn enumerate(egraph: &LayoutGraph, class: Id, stack: &mut Vec<Id>) -> Vec<Rc<Tre
         }
         let mut partial: Vec<Vec<Rc<Tree>>> = vec![Vec::new()];
         for &child in node.children() {
-            let options = enumerate(egraph, child, stack);
+            let options = enumerate(egraph, child, stack, model);
             let mut next = Vec::new();
             'fill: for p in &partial {
                 for o in &options {
@@ -145,7 +152,10 @@ fn enumerate(egraph: &LayoutGraph, class: Id, stack: &mut Vec<Id>) -> Vec<Rc<Tre
         }
     }
     stack.pop();
-    out
+    let cost = |t: &Tree| -> Cost { t.nodes().iter().map(|n| node_cost(egraph, n, model)).sum() };
+    let mut costed: Vec<(Cost, Rc<Tree>)> = out.into_iter().map(|t| (cost(&t), t)).collect();
+    costed.sort_by_key(|(c, _)| *c);
+    costed.into_iter().map(|(_, t)| t).collect()
 }
 
 /// `expr` as a tree of canonical e-nodes of `egraph`, with its class; `None` if some node of
@@ -171,9 +181,10 @@ fn tree_of(egraph: &LayoutGraph, expr: &RecExpr<Layout>) -> Option<(Rc<Tree>, Id
     trees.pop()
 }
 
-/// The acyclic terms of `root`'s class, at most [`CANDIDATES`], in a deterministic order.
-pub fn candidates(egraph: &LayoutGraph, root: Id) -> Vec<RecExpr<Layout>> {
-    enumerate(egraph, root, &mut Vec::new())
+/// The acyclic terms of `root`'s class, at most [`CANDIDATES`], cheapest first under `model`
+/// (ties in a deterministic order).
+pub fn candidates(egraph: &LayoutGraph, root: Id, model: &dyn CostModel) -> Vec<RecExpr<Layout>> {
+    enumerate(egraph, root, &mut Vec::new(), model)
         .iter()
         .map(|t| t.to_expr())
         .collect()
@@ -242,7 +253,7 @@ pub fn extract(
             );
             let base_expr = base.to_expr();
             let mut list = vec![candidate(base)];
-            for tree in enumerate(egraph, root, &mut Vec::new()) {
+            for tree in enumerate(egraph, root, &mut Vec::new(), model) {
                 if tree.to_expr() != base_expr {
                     list.push(candidate(tree));
                 }

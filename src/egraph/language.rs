@@ -28,6 +28,8 @@ define_language! {
     /// | `(permute-cols p w)` | column `i` is column `p[i]` of `w` |
     /// | `(select-cols k w)` | column `i` is column `k[i]` of `w` |
     /// | `(pad-cols k w)` | `k.universe` columns: column `k[i]` is column `i` of `w`, others zero |
+    /// | `(pointwise n x)` | per-channel op `n` (batch norm, activation) of `x`: channel `i` depends on `x[i]` only |
+    /// | `(concat n x1 .. xk)` | concat op `n`: the channels of `x1`, then of `x2`, ... |
     ///
     /// Weight transforms are done once at export time; `perm`, `gather` and `slice` run at
     /// inference time.
@@ -49,6 +51,8 @@ define_language! {
         "permute-cols" = PermuteCols([Id; 2]),
         "select-cols" = SelectCols([Id; 2]),
         "pad-cols" = PadCols([Id; 2]),
+        "pointwise" = Pointwise([Id; 2]),
+        "concat" = Concat(Box<[Id]>),
         Num(usize),
         Set(SetId),
     }
@@ -328,6 +332,24 @@ fn type_of(egraph: &LayoutGraph, node: &Layout) -> Option<Meta> {
                 columns: k.universe,
                 ..w
             }))?
+        }
+        Layout::Pointwise([n, x]) => {
+            num_of(egraph, *n)?;
+            Meta::Tensor(tensor(*x)?)
+        }
+        Layout::Concat(children) => {
+            let (n, blocks) = children.split_first()?;
+            num_of(egraph, *n)?;
+            let blocks: Vec<TensorInfo> =
+                blocks.iter().map(|&b| tensor(b)).collect::<Option<_>>()?;
+            let bytes_per_channel = blocks.first()?.bytes_per_channel;
+            blocks
+                .iter()
+                .all(|b| b.bytes_per_channel == bytes_per_channel)
+                .then_some(Meta::Tensor(TensorInfo {
+                    channels: blocks.iter().map(|b| b.channels).sum(),
+                    bytes_per_channel,
+                }))?
         }
     };
     Some(meta)

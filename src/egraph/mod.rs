@@ -23,6 +23,7 @@
 //!     keep,
 //!     bytes_per_channel: 12_544,
 //!     macs_per_channel: 200_704,
+//!     concat: None,
 //! };
 //! let requests = [request(vec![2, 3, 4]), request(vec![0, 1, 2, 4, 5, 6, 7])];
 //! let (choices, report) = plan_reads(&requests, &Graph::default(), &Limits::default());
@@ -50,7 +51,7 @@ pub use model::{CostModel, Graph, Views};
 pub use run::{saturate, Limits, Saturated};
 
 use egg::{Id, RecExpr};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One consumer's read of one tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,6 +69,36 @@ pub struct ReadRequest {
     /// column adds): out channels x kernel area x output area for a conv, out features for a
     /// linear layer.
     pub macs_per_channel: u64,
+    /// How the tensor is made, when the consumer's selection may move in front of its ops;
+    /// `None`: a leaf.
+    pub concat: Option<ConcatSource>,
+}
+
+/// A tensor made by per-channel ops over a concat, which only the request's consumer reads
+/// (DenseNet's concat -> batch_norm -> relu -> conv1): its selection may be *distributed*,
+/// each block selecting its own part before the concat ([`rules::distribution`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConcatSource {
+    /// The concat op's id; distinct concats must get distinct ids.
+    pub concat: usize,
+    /// The per-channel ops' ids, the concat's user first; distinct ops get distinct ids.
+    pub pointwise: Vec<usize>,
+    /// The concatenated tensors in order, each as (caller's tensor id, channels), with the
+    /// request's bytes per channel. Distinct tensors; their channels add up to the request's.
+    pub blocks: Vec<(usize, usize)>,
+}
+
+/// One block's part of a [`ReadChoice::Distributed`] read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Part {
+    /// Which of the request's [`ConcatSource::blocks`].
+    pub block: usize,
+    /// The tensor position of the block's first channel.
+    pub offset: usize,
+    /// The block's channels.
+    pub channels: usize,
+    /// How the block is read (positions within the block; not itself distributed).
+    pub read: ReadChoice,
 }
 
 /// How a consumer reads. `zero_columns` are positions within what it reads (0 is the first
@@ -85,6 +116,10 @@ pub enum ReadChoice {
     },
     /// A copy of exactly the kept positions.
     Gather { indices: Vec<usize> },
+    /// The selection made block by block before the concat the tensor is made of
+    /// ([`ConcatSource`]): each part read whole, as a slice or a gather, then concatenated in
+    /// block order (blocks with nothing kept are left out).
+    Distributed { parts: Vec<Part> },
 }
 
 impl ReadChoice {
@@ -93,7 +128,7 @@ impl ReadChoice {
     ///
     /// ```
     /// use nnirc::egraph::{ReadChoice, ReadRequest};
-    /// let r = ReadRequest { tensor: 0, channels: 8, keep: vec![2, 3], bytes_per_channel: 4, macs_per_channel: 9 };
+    /// let r = ReadRequest { tensor: 0, channels: 8, keep: vec![2, 3], bytes_per_channel: 4, macs_per_channel: 9, concat: None };
     /// assert_eq!(ReadChoice::naive(&r), ReadChoice::Slice { start: 2, end: 4, zero_columns: vec![] });
     /// ```
     pub fn naive(request: &ReadRequest) -> ReadChoice {
@@ -132,6 +167,16 @@ impl ReadChoice {
     /// );
     /// ```
     pub fn aligned(&self, channels: usize, align: usize) -> ReadChoice {
+        if let ReadChoice::Distributed { parts } = self {
+            let parts = parts
+                .iter()
+                .map(|p| Part {
+                    read: p.read.aligned(p.channels, align),
+                    ..p.clone()
+                })
+                .collect();
+            return ReadChoice::Distributed { parts };
+        }
         let ReadChoice::Slice {
             start,
             end,
@@ -169,15 +214,29 @@ impl ReadChoice {
             ReadChoice::Full { .. } => (0..channels).collect(),
             ReadChoice::Slice { start, end, .. } => (*start..*end).collect(),
             ReadChoice::Gather { indices } => indices.clone(),
+            ReadChoice::Distributed { parts } => parts
+                .iter()
+                .flat_map(|p| p.read.read(p.channels).into_iter().map(|i| p.offset + i))
+                .collect(),
         }
     }
 
-    pub fn zero_columns(&self) -> &[usize] {
+    /// The positions within what is read whose weight columns are zero, ascending.
+    pub fn zero_columns(&self) -> Vec<usize> {
         match self {
             ReadChoice::Full { zero_columns } | ReadChoice::Slice { zero_columns, .. } => {
-                zero_columns
+                zero_columns.clone()
             }
-            ReadChoice::Gather { .. } => &[],
+            ReadChoice::Gather { .. } => Vec::new(),
+            ReadChoice::Distributed { parts } => {
+                let mut zero = Vec::new();
+                let mut at = 0;
+                for p in parts {
+                    zero.extend(p.read.zero_columns().iter().map(|j| at + j));
+                    at += p.read.read(p.channels).len();
+                }
+                zero
+            }
         }
     }
 
@@ -209,6 +268,8 @@ pub struct PlanReport {
     pub baseline_cost: Cost,
     /// Whether extraction was exact (optimal over the candidate terms) everywhere.
     pub exact: bool,
+    /// How many times each rule changed an e-graph, by rule name (absent: never).
+    pub fired: BTreeMap<String, usize>,
 }
 
 /// The e-graph of a set of requests before saturation.
@@ -217,9 +278,12 @@ pub struct ReadGraph {
     pub egraph: LayoutGraph,
     /// The class of request `i`'s consumer term.
     pub roots: Vec<Id>,
-    /// Request `i`'s naive term, `(consume i (weight i) read)`, where `read` is
-    /// `(tensor t)`, `(slice a b (tensor t))` or `(gather k (tensor t))`.
+    /// Request `i`'s naive term, `(consume i (weight i) read)`, where `read` is `T`,
+    /// `(slice a b T)` or `(gather k T)` and `T` is the tensor: `(tensor t)`, or for a
+    /// [`ConcatSource`] its ops over its blocks, `(pointwise p .. (concat n (tensor b1) ..))`.
     pub baseline: Vec<RecExpr<Layout>>,
+    /// Per request with a [`ConcatSource`], its blocks' tensor leaves (`N` of `(tensor N)`).
+    pub block_leaves: Vec<Vec<usize>>,
 }
 
 /// Builds the naive terms of `requests`: weight leaf `i` is request `i`'s kept columns.
@@ -229,21 +293,52 @@ pub struct ReadGraph {
 pub fn build_reads(requests: &[ReadRequest]) -> ReadGraph {
     let mut tables = Tables::default();
     let mut leaves: HashMap<(usize, usize, u64), usize> = HashMap::new();
+    let mut leaf = |tables: &mut Tables, tensor: usize, channels: usize, bytes: u64| {
+        *leaves.entry((tensor, channels, bytes)).or_insert_with(|| {
+            tables.add_tensor(TensorInfo {
+                channels,
+                bytes_per_channel: bytes,
+            })
+        })
+    };
     let mut baseline = Vec::with_capacity(requests.len());
+    let mut block_leaves = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
         let keep = IndexSet::new(r.channels, r.keep.clone())
             .filter(|k| !k.is_empty() && k.is_ascending())
             .unwrap_or_else(|| {
                 panic!("read request {i}: keep must be non-empty, ascending and in range")
             });
-        let t = *leaves
-            .entry((r.tensor, r.channels, r.bytes_per_channel))
-            .or_insert_with(|| {
-                tables.add_tensor(TensorInfo {
-                    channels: r.channels,
-                    bytes_per_channel: r.bytes_per_channel,
-                })
-            });
+        let mut expr = RecExpr::default();
+        let mut blocks = Vec::new();
+        let mut read = match &r.concat {
+            None => {
+                let t = leaf(&mut tables, r.tensor, r.channels, r.bytes_per_channel);
+                let t = expr.add(Layout::Num(t));
+                expr.add(Layout::Tensor(t))
+            }
+            Some(source) => {
+                let total: usize = source.blocks.iter().map(|&(_, c)| c).sum();
+                assert_eq!(
+                    total, r.channels,
+                    "read request {i}: blocks add up to the tensor"
+                );
+                let mut children = vec![expr.add(Layout::Num(source.concat))];
+                for &(b, channels) in &source.blocks {
+                    let b = leaf(&mut tables, b, channels, r.bytes_per_channel);
+                    blocks.push(b);
+                    let b = expr.add(Layout::Num(b));
+                    children.push(expr.add(Layout::Tensor(b)));
+                }
+                let mut x = expr.add(Layout::Concat(children.into()));
+                for &p in &source.pointwise {
+                    let p = expr.add(Layout::Num(p));
+                    x = expr.add(Layout::Pointwise([p, x]));
+                }
+                x
+            }
+        };
+        block_leaves.push(blocks);
         let w = tables.add_weight(WeightInfo {
             rows: 1,
             columns: keep.len(),
@@ -251,9 +346,6 @@ pub fn build_reads(requests: &[ReadRequest]) -> ReadGraph {
             bytes_per_row: 0,
         });
         debug_assert_eq!(w, i);
-        let mut expr = RecExpr::default();
-        let t = expr.add(Layout::Num(t));
-        let mut read = expr.add(Layout::Tensor(t));
         match keep.as_run() {
             Some((0, end)) if end == r.channels => {}
             Some((a, b)) => {
@@ -277,6 +369,7 @@ pub fn build_reads(requests: &[ReadRequest]) -> ReadGraph {
         egraph,
         roots,
         baseline,
+        block_leaves,
     }
 }
 
@@ -310,10 +403,27 @@ pub fn plan_reads_cached(
     // the work stays linear in the number of tensors (one e-graph over a whole model grows
     // faster). The node and iteration limits apply per tensor, the time limit to the whole.
     let started = std::time::Instant::now();
+    // Tensors read together (a distributed read reads its blocks) are one group.
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    fn find(parent: &mut HashMap<usize, usize>, mut t: usize) -> usize {
+        while let Some(&p) = parent.get(&t).filter(|&&p| p != t) {
+            t = p;
+        }
+        t
+    }
+    for r in requests {
+        let a = find(&mut parent, r.tensor);
+        parent.insert(a, a);
+        for &(b, _) in r.concat.iter().flat_map(|c| &c.blocks) {
+            let b = find(&mut parent, b);
+            parent.insert(b, a);
+        }
+    }
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut group_of: HashMap<usize, usize> = HashMap::new();
     for (i, r) in requests.iter().enumerate() {
-        let g = *group_of.entry(r.tensor).or_insert_with(|| {
+        let root = find(&mut parent, r.tensor);
+        let g = *group_of.entry(root).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });
@@ -329,6 +439,7 @@ pub fn plan_reads_cached(
         total_cost: Cost::ZERO,
         baseline_cost: Cost::ZERO,
         exact: true,
+        fired: BTreeMap::new(),
     };
     for group in groups {
         let sub: Vec<ReadRequest> = group.iter().map(|&i| requests[i].clone()).collect();
@@ -356,6 +467,9 @@ pub fn plan_reads_cached(
         report.total_cost += sub_report.total_cost;
         report.baseline_cost += sub_report.baseline_cost;
         report.exact &= sub_report.exact;
+        for (rule, times) in sub_report.fired {
+            *report.fired.entry(rule).or_insert(0) += times;
+        }
     }
     let choices = choices
         .into_iter()
@@ -378,7 +492,9 @@ fn plan_group(
     let choices = extraction
         .terms
         .iter()
-        .map(|t| choice_of(t, &egraph.analysis))
+        .zip(requests)
+        .zip(&reads.block_leaves)
+        .map(|((t, r), blocks)| choice_of(t, &egraph.analysis, r, blocks))
         .collect();
     let report = PlanReport {
         model: model.name().to_string(),
@@ -389,55 +505,155 @@ fn plan_group(
         total_cost: extraction.cost,
         baseline_cost: extraction.baseline_cost,
         exact: extraction.exact,
+        fired: run.fired,
     };
     (choices, report)
 }
 
-/// Reads a consumer term of [`build_reads`]'s e-graph as a [`ReadChoice`].
-fn choice_of(term: &RecExpr<Layout>, tables: &Tables) -> ReadChoice {
+/// Reads a consumer term of [`build_reads`]'s e-graph for `request` (whose blocks, if any,
+/// are the tensor leaves `block_leaves`) as a [`ReadChoice`].
+fn choice_of(
+    term: &RecExpr<Layout>,
+    tables: &Tables,
+    request: &ReadRequest,
+    block_leaves: &[usize],
+) -> ReadChoice {
     let root = Id::from(term.len() - 1);
     let Layout::Consume([_, w, x]) = term[root] else {
         panic!("a read term is a consumer: {term}");
     };
     let columns = columns(term, w, tables);
+    let live: Vec<usize> = columns.iter().flatten().copied().collect();
+    assert!(
+        live.iter().enumerate().all(|(i, &c)| i == c),
+        "kept columns stay in order: {term}"
+    );
+    let zeros_in = |range: std::ops::Range<usize>| -> Vec<usize> {
+        range
+            .clone()
+            .filter(|&j| columns[j].is_none())
+            .map(|j| j - range.start)
+            .collect()
+    };
     let num = |id: Id| match term[id] {
         Layout::Num(n) => n,
         _ => panic!("a number: {term}"),
     };
-    let leaf = |id: Id| matches!(term[id], Layout::Tensor(_));
-    let zeros = || {
-        let live: Vec<usize> = columns.iter().flatten().copied().collect();
-        assert!(
-            live.iter().enumerate().all(|(i, &c)| i == c),
-            "kept columns stay in order: {term}"
-        );
-        (0..columns.len())
-            .filter(|&j| columns[j].is_none())
-            .collect()
+    let indices = |k: Id| match term[k] {
+        Layout::Set(k) => tables.set(k).indices.clone(),
+        _ => panic!("an index set: {term}"),
+    };
+    // The whole tensor: its leaf, or the ops over the concat of every block it is made of.
+    let whole = |id: Id| {
+        let mut at = id;
+        while let (Some(_), Layout::Pointwise([_, inner])) = (&request.concat, &term[at]) {
+            at = *inner;
+        }
+        match (&request.concat, &term[at]) {
+            (None, Layout::Tensor(_)) => true,
+            (Some(source), Layout::Concat(children)) => {
+                children.len() == block_leaves.len() + 1
+                    && num(children[0]) == source.concat
+                    && children[1..]
+                        .iter()
+                        .zip(block_leaves)
+                        .all(|(&c, &leaf)| matches!(term[c], Layout::Tensor(n) if num(n) == leaf))
+            }
+            _ => false,
+        }
     };
     match term[x] {
-        Layout::Tensor(_) => ReadChoice::Full {
-            zero_columns: zeros(),
-        },
-        Layout::Slice([a, b, inner]) if leaf(inner) => ReadChoice::Slice {
-            start: num(a),
-            end: num(b),
-            zero_columns: zeros(),
-        },
-        Layout::Gather([k, inner]) if leaf(inner) => {
+        _ if whole(x) => {
+            return ReadChoice::Full {
+                zero_columns: zeros_in(0..columns.len()),
+            }
+        }
+        Layout::Slice([a, b, inner]) if whole(inner) => {
+            return ReadChoice::Slice {
+                start: num(a),
+                end: num(b),
+                zero_columns: zeros_in(0..columns.len()),
+            }
+        }
+        Layout::Gather([k, inner]) if whole(inner) => {
             assert!(
                 columns.iter().enumerate().all(|(i, &c)| c == Some(i)),
                 "a gather reads exactly the kept columns: {term}"
             );
-            let Layout::Set(k) = term[k] else {
-                panic!("an index set: {term}");
+            return ReadChoice::Gather {
+                indices: indices(k),
             };
-            ReadChoice::Gather {
-                indices: tables.set(k).indices.clone(),
-            }
         }
-        _ => panic!("a read of a tensor leaf: {term}"),
+        _ => {}
     }
+    // Distributed: per-channel ops over the concat of block parts.
+    let source = request
+        .concat
+        .as_ref()
+        .unwrap_or_else(|| panic!("only a concat's reads are distributed: {term}"));
+    let mut at = x;
+    while let Layout::Pointwise([_, inner]) = term[at] {
+        at = inner;
+    }
+    let pieces: Vec<Id> = match &term[at] {
+        Layout::Concat(children) if num(children[0]) == source.concat => children[1..].to_vec(),
+        _ => panic!("a distributed read is a concat of parts: {term}"),
+    };
+    let mut parts = Vec::with_capacity(pieces.len());
+    let mut read = 0;
+    for piece in pieces {
+        let (leaf, selection) = match term[piece] {
+            Layout::Tensor(n) => (n, None),
+            Layout::Slice([_, _, inner]) | Layout::Gather([_, inner]) => match term[inner] {
+                Layout::Tensor(n) => (n, Some(piece)),
+                _ => panic!("a part selects from a block: {term}"),
+            },
+            _ => panic!("a part of a block: {term}"),
+        };
+        let block = block_leaves
+            .iter()
+            .position(|&b| b == num(leaf))
+            .unwrap_or_else(|| panic!("a part reads a block of the concat: {term}"));
+        let channels = source.blocks[block].1;
+        let offset = source.blocks[..block].iter().map(|&(_, c)| c).sum();
+        let (width, choice) = match selection.map(|s| &term[s]) {
+            None => (
+                channels,
+                ReadChoice::Full {
+                    zero_columns: zeros_in(read..read + channels),
+                },
+            ),
+            Some(Layout::Slice([a, b, _])) => {
+                let (a, b) = (num(*a), num(*b));
+                (
+                    b - a,
+                    ReadChoice::Slice {
+                        start: a,
+                        end: b,
+                        zero_columns: zeros_in(read..read + b - a),
+                    },
+                )
+            }
+            Some(Layout::Gather([k, _])) => {
+                let indices = indices(*k);
+                assert!(
+                    zeros_in(read..read + indices.len()).is_empty(),
+                    "a gather reads exactly the kept columns: {term}"
+                );
+                (indices.len(), ReadChoice::Gather { indices })
+            }
+            Some(_) => unreachable!("matched above"),
+        };
+        read += width;
+        parts.push(Part {
+            block,
+            offset,
+            channels,
+            read: choice,
+        });
+    }
+    assert_eq!(read, columns.len(), "the parts make the whole read: {term}");
+    ReadChoice::Distributed { parts }
 }
 
 /// For each column of weight term `w`: the consumer's kept column it holds, or `None` (zero).

@@ -20,7 +20,14 @@ pub type Rule = Rewrite<Layout, Tables>;
 
 /// Every rule, family by family.
 pub fn rules() -> Vec<Rule> {
-    [selection(), reads(), weights(), permutations()].concat()
+    [
+        selection(),
+        distribution(),
+        reads(),
+        weights(),
+        permutations(),
+    ]
+    .concat()
 }
 
 /// Selections on their own.
@@ -31,6 +38,22 @@ pub fn selection() -> Vec<Rule> {
         rw!("gather-of-range-is-slice"; "(gather ?k ?x)"  => { Compute(gather_of_range) }),
         // slice 0 L x = x                                             (x has L channels)
         rw!("full-slice-is-identity";   "(slice 0 ?b ?x)" => "?x" if channels_are("?x", "?b")),
+    ]
+}
+
+/// Selections moved in front of the ops a tensor is made of, where the e-graph says how it is
+/// made: a private chain of per-channel ops over a concat ([`super::ReadRequest::concat`]),
+/// which no one else reads, so a selection may move in front of any of its ops.
+#[rustfmt::skip]
+pub fn distribution() -> Vec<Rule> {
+    vec![
+        // gather k (pointwise n x) = pointwise n (gather k x)
+        rw!("select-distributes-over-pointwise"; "(gather ?k (pointwise ?n ?x))" => "(pointwise ?n (gather ?k ?x))" if typed()),
+        // gather k (concat n x1 .. xm) = concat n (gather k1 x1) .. (gather km xm)
+        //        (k ascending; ki its part in xi, shifted; empty parts left out. The concat keeps
+        //        its id n even with one part: another concat of the same blocks is another
+        //        tensor of the program, whose selections are not this one's)
+        rw!("select-distributes-over-concat";    "(gather ?k ?x)" => { Compute(gather_over_concat) }),
     ]
 }
 
@@ -100,6 +123,11 @@ fn var(name: &str) -> Var {
     name.parse().expect("a pattern variable")
 }
 
+/// The match is well typed.
+fn typed() -> impl Fn(&mut LayoutGraph, Id, &Subst) -> bool {
+    |egraph, eclass, _| egraph[eclass].data != Meta::Invalid
+}
+
 fn channels_are(x: &str, b: &str) -> impl Fn(&mut LayoutGraph, Id, &Subst) -> bool {
     let (x, b) = (var(x), var(b));
     move |egraph, eclass, subst| {
@@ -166,6 +194,35 @@ fn slice_as_padded_full(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
     let pad = add_set(egraph, IndexSet::range(channels, a, b));
     let w = egraph.add(Layout::PadCols([pad, w]));
     Some(egraph.add(Layout::Consume([c, w, x])))
+}
+
+fn gather_over_concat(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {
+    let k = set_of(egraph, subst[var("?k")])?.clone();
+    if k.is_empty() || !k.is_ascending() {
+        return None;
+    }
+    let concat = egraph[subst[var("?x")]]
+        .nodes
+        .iter()
+        .find_map(|n| match n {
+            Layout::Concat(children) => Some(children.clone()),
+            _ => None,
+        })?;
+    let (&label, blocks) = concat.split_first()?;
+    let mut parts = vec![label];
+    let (mut offset, mut rest) = (0, k.indices.as_slice());
+    for &block in blocks {
+        let channels = tensor_of(egraph, block)?.channels;
+        let (mine, after) = rest.split_at(rest.partition_point(|&i| i < offset + channels));
+        rest = after;
+        if !mine.is_empty() {
+            let part = IndexSet::new(channels, mine.iter().map(|i| i - offset).collect())?;
+            let part = add_set(egraph, part);
+            parts.push(egraph.add(Layout::Gather([part, block])));
+        }
+        offset += channels;
+    }
+    Some(egraph.add(Layout::Concat(parts.into())))
 }
 
 fn gather_sorted(egraph: &mut LayoutGraph, subst: &Subst) -> Option<Id> {

@@ -7,6 +7,7 @@
 use super::language::{Layout, LayoutGraph, Tables};
 use super::rules;
 use egg::{Runner, SimpleScheduler, StopReason};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Budgets for saturation and extraction.
@@ -41,6 +42,9 @@ pub struct Saturated {
     /// `saturated`, `iteration limit`, `node limit` or `time limit`, with the limit.
     pub stop_reason: String,
     pub iterations: usize,
+    /// How many times each rule changed the e-graph, by rule name (rules that never did are
+    /// absent).
+    pub fired: BTreeMap<String, usize>,
 }
 
 /// The rule table, built once per process (patterns are parsed when a rule is built).
@@ -80,11 +84,16 @@ pub fn saturate(egraph: LayoutGraph, limits: &Limits) -> Saturated {
         None => "not run".to_string(),
     };
     let iterations = runner.iterations.len();
+    let mut fired = BTreeMap::new();
+    for (rule, &times) in runner.iterations.iter().flat_map(|i| &i.applied) {
+        *fired.entry(rule.to_string()).or_insert(0) += times;
+    }
     let mut egraph = runner.egraph;
     egraph.rebuild();
     Saturated {
         egraph,
         stop_reason,
         iterations,
+        fired,
     }
 }

@@ -2,16 +2,18 @@
 //! of per-channel ops (DenseNet's concat -> batch_norm -> relu -> conv1), its selection can be
 //! made of each concatenated block before the concat instead of after it.
 //!
-//! A [`Chain`] is that structure: a concat, zero or more batch norms and activations, then a
-//! channel-mixing consumer, where the concat and every op in between have exactly one use and
-//! are not model outputs, and none carries a mask. Selecting before the concat is then exact:
+//! A [`Chain`] is that structure: a concat of distinct tensors, zero or more batch norms and
+//! activations, then a channel-mixing consumer, where the concat and every op in between have
+//! exactly one use and are not model outputs, and none carries a mask. Selecting before the concat is then exact:
 //! the concat and the ops in between compute only the selected channels, which no one else
 //! sees. Each block's part of the selection is a read of that block's own tensor, contiguous
 //! when its segment's order makes it so, whatever the other blocks do; a read of the concat as
 //! a whole is contiguous only when the blocks in the middle are kept whole, which a read
 //! spanning three or more differently pruned blocks almost never is. Whether a chain is
-//! distributed is the rewrite's choice, by cost ([`super::rewrite`]); the plan only lets the
-//! ordering solver make each block's part contiguous on its own ([`super::plan`]).
+//! distributed is the read planner's choice, by cost: the e-graph holds the chain's ops and
+//! concat ([`crate::egraph::ConcatSource`]) and its rules move the selection in front of
+//! them ([`crate::egraph::rules::distribution`]); the plan only lets the ordering solver make
+//! each block's part contiguous on its own ([`super::plan`]).
 
 use crate::ir::{Op, Program};
 use petgraph::graph::NodeIndex;
@@ -46,7 +48,7 @@ pub fn chains(program: &Program) -> HashMap<NodeIndex, Chain> {
                 break;
             }
             match program.graph[at].op {
-                Op::Concat => {
+                Op::Concat if distinct(&program.operands(at)) => {
                     between.reverse();
                     chains.insert(
                         consumer,
@@ -66,4 +68,10 @@ pub fn chains(program: &Program) -> HashMap<NodeIndex, Chain> {
         }
     }
     chains
+}
+
+fn distinct(operands: &[NodeIndex]) -> bool {
+    let mut sorted = operands.to_vec();
+    sorted.sort_unstable();
+    sorted.windows(2).all(|w| w[0] != w[1])
 }

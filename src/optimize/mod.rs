@@ -407,6 +407,14 @@ pub fn optimize(
             classes: r.egraph_classes,
             iterations: r.iterations,
             exact_extraction: r.exact,
+            rules_fired: egraph::rules::rules()
+                .iter()
+                .map(|rule| {
+                    let name = rule.name.to_string();
+                    let times = r.fired.get(&name).copied().unwrap_or(0);
+                    (name, times)
+                })
+                .collect(),
         }),
         before,
         after,

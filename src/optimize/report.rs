@@ -152,6 +152,9 @@ pub struct EgraphStats {
     pub iterations: usize,
     /// Whether extraction was exact over the candidate terms everywhere.
     pub exact_extraction: bool,
+    /// How many times each rewrite rule changed an e-graph, by rule name; every rule is
+    /// listed (0: it never fired on this model).
+    pub rules_fired: std::collections::BTreeMap<String, usize>,
 }
 
 /// The JSON report of `nnirc optimize --report`.
@@ -229,6 +232,18 @@ impl Report {
                 "  e-graph: {} nodes, {} iterations, stopped: {}",
                 e.nodes, e.iterations, e.stop_reason
             );
+            let fired: Vec<String> = e
+                .rules_fired
+                .iter()
+                .filter(|(_, &times)| times > 0)
+                .map(|(rule, times)| format!("{rule} {times}"))
+                .collect();
+            let fired = if fired.is_empty() {
+                "none".to_string()
+            } else {
+                fired.join(", ")
+            };
+            let _ = writeln!(out, "  rules fired: {fired}");
         }
         if let Some(extra) = self.union_extra_pruned {
             let _ = writeln!(

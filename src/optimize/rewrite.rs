@@ -13,7 +13,9 @@
 use super::cut::{Cut, Source};
 use super::plan::Plan;
 use super::{OptimizeConfig, OptimizeError};
-use crate::egraph::{plan_reads_cached, PlanReport, ReadCache, ReadChoice, ReadRequest};
+use crate::egraph::{
+    plan_reads_cached, ConcatSource, PlanReport, ReadCache, ReadChoice, ReadRequest,
+};
 use crate::ir::ops::infer_shape;
 use crate::ir::{Activation, Conv2d, Node, Op, Param, ParamInit, Program};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -327,10 +329,9 @@ struct Reads {
 
 /// How every channel-mixing consumer reads its input: planned on the e-graph under the cost
 /// model in upscale mode, the naive read otherwise; slices widened to the channel alignment;
-/// the consumers in `full_reads` read everything. In upscale mode a consumer at the end of a
-/// [`Chain`](super::distribute::Chain) has its selection distributed over the concat when
-/// the parts' plans cost less than the whole read's (each priced alone); `layouts` of the
-/// concat and the ops between then become the parts' positions.
+/// the consumers in `full_reads` read everything. In upscale mode the e-graph may distribute
+/// the selection of a consumer at the end of a [`Chain`](super::distribute::Chain) over its
+/// concat; `layouts` of the concat and the ops between then become the parts' positions.
 fn plan_all_reads(
     program: &Program,
     plan: &Plan,
@@ -339,10 +340,8 @@ fn plan_all_reads(
     full_reads: &HashSet<NodeIndex>,
     cache: &mut ReadCache,
 ) -> Reads {
-    // (consumer, which part: `None` for the whole read) of each request.
-    let mut owners: Vec<(NodeIndex, Option<usize>)> = Vec::new();
+    let mut consumers = Vec::new();
     let mut requests = Vec::new();
-    let mut wanted_of: HashMap<NodeIndex, HashSet<usize>> = HashMap::new();
     for n in program.topo_order() {
         let node = &program.graph[n];
         if !node.op.is_channel_mixing() {
@@ -353,46 +352,31 @@ fn plan_all_reads(
             continue;
         }
         let input = program.operands(n)[0];
+        let s = &program.graph[input].shape;
         let kernel: usize = program.params[node.params[0]].shape[2..].iter().product();
         let out_area: usize = node.shape[0] * node.shape[2..].iter().product::<usize>();
-        let macs_per_channel = (layouts[n.index()].len() * kernel * out_area) as u64;
-        let request = |tensor: NodeIndex, keep: Vec<usize>| {
-            let s = &program.graph[tensor].shape;
-            ReadRequest {
-                tensor: tensor.index(),
-                channels: layouts[tensor.index()].len(),
-                keep,
-                bytes_per_channel: (s[0] * s[2..].iter().product::<usize>() * 4) as u64,
-                macs_per_channel,
-            }
-        };
-        let whole = request(input, keep.clone());
-        let chain = plan.chains.get(&n);
-        if let Some(chain) = chain.filter(|_| config.mode.reorders() && !full_reads.contains(&n)) {
-            let split = split_over_concat(program, layouts, chain.concat, input, &keep);
-            let parts: Vec<(usize, ReadRequest)> = split
-                .into_iter()
-                .enumerate()
-                .filter(|(_, k)| !k.is_empty())
-                .map(|(i, k)| (i, request(program.operands(chain.concat)[i], k)))
-                .collect();
-            let cost = |requests: &[ReadRequest], cache: &mut ReadCache| {
-                let (_, report) =
-                    plan_reads_cached(requests, &*config.cost_model, &config.read_limits, cache);
-                report.total_cost
-            };
-            let part_requests: Vec<ReadRequest> = parts.iter().map(|(_, r)| r.clone()).collect();
-            if cost(&part_requests, cache) < cost(std::slice::from_ref(&whole), cache) {
-                wanted_of.insert(n, keep.iter().map(|&j| layouts[input.index()][j]).collect());
-                for (i, r) in parts {
-                    owners.push((n, Some(i)));
-                    requests.push(r);
-                }
-                continue;
-            }
-        }
-        owners.push((n, None));
-        requests.push(whole);
+        let concat = plan
+            .chains
+            .get(&n)
+            .filter(|_| config.mode.reorders() && !full_reads.contains(&n))
+            .map(|chain| ConcatSource {
+                concat: chain.concat.index(),
+                pointwise: chain.between.iter().map(|b| b.index()).collect(),
+                blocks: program
+                    .operands(chain.concat)
+                    .iter()
+                    .map(|o| (o.index(), layouts[o.index()].len()))
+                    .collect(),
+            });
+        requests.push(ReadRequest {
+            tensor: input.index(),
+            channels: layouts[input.index()].len(),
+            keep,
+            bytes_per_channel: (s[0] * s[2..].iter().product::<usize>() * 4) as u64,
+            macs_per_channel: (layouts[n.index()].len() * kernel * out_area) as u64,
+            concat,
+        });
+        consumers.push(n);
     }
     let (choices, report) = if config.mode.reorders() {
         let (choices, report) =
@@ -406,83 +390,54 @@ fn plan_all_reads(
         parts: HashMap::new(),
         report,
     };
-    for ((choice, r), &(n, part)) in choices.into_iter().zip(&requests).zip(&owners) {
-        if full_reads.contains(&n) {
+    for ((choice, r), &n) in choices.into_iter().zip(&requests).zip(&consumers) {
+        let choice = if full_reads.contains(&n) {
             let zero_columns = (0..r.channels)
                 .filter(|p| r.keep.binary_search(p).is_err())
                 .collect();
-            reads.choices.insert(n, ReadChoice::Full { zero_columns });
-            continue;
-        }
-        let choice = match config.channel_align {
-            0 | 1 => choice,
-            align => choice.aligned(r.channels, align),
+            ReadChoice::Full { zero_columns }
+        } else {
+            match config.channel_align {
+                0 | 1 => choice,
+                align => choice.aligned(r.channels, align),
+            }
         };
-        match part {
-            None => {
-                reads.choices.insert(n, choice);
-            }
-            Some(i) => {
-                let operands = program.operands(plan.chains[&n].concat).len();
-                reads.parts.entry(n).or_insert_with(|| vec![None; operands])[i] = Some(choice);
-            }
-        }
-    }
-    // The distributed chains' layouts, and their consumers' reads of them.
-    for (&n, parts) in &reads.parts {
+        let ReadChoice::Distributed { parts } = choice else {
+            reads.choices.insert(n, choice);
+            continue;
+        };
+        // The concat of the parts: its layout, and the consumer's read of it (whole, zero
+        // columns for what alignment added).
         let chain = &plan.chains[&n];
-        let mut offset = 0;
+        let operands = program.operands(chain.concat);
+        let input = program.operands(n)[0];
+        let kept: HashSet<usize> = r.keep.iter().map(|&j| layouts[input.index()][j]).collect();
+        let mut by_operand = vec![None; operands.len()];
         let mut layout = Vec::new();
-        for (o, part) in program.operands(chain.concat).into_iter().zip(parts) {
-            if let Some(part) = part {
-                let from = &layouts[o.index()];
-                layout.extend(part.read(from.len()).into_iter().map(|k| from[k] + offset));
-            }
-            offset += program.graph[o].shape[1];
+        for part in parts {
+            let offset: usize = operands[..part.block]
+                .iter()
+                .map(|o| program.graph[*o].shape[1])
+                .sum();
+            let from = &layouts[operands[part.block].index()];
+            layout.extend(
+                part.read
+                    .read(from.len())
+                    .into_iter()
+                    .map(|k| from[k] + offset),
+            );
+            by_operand[part.block] = Some(part.read);
         }
-        let kept = &wanted_of[&n];
         let zero_columns = (0..layout.len())
             .filter(|&j| !kept.contains(&layout[j]))
             .collect();
         reads.choices.insert(n, ReadChoice::Full { zero_columns });
+        reads.parts.insert(n, by_operand);
         for &m in std::iter::once(&chain.concat).chain(&chain.between) {
             layouts[m.index()] = layout.clone();
         }
     }
     reads
-}
-
-/// The positions `keep` of `input` (a concat, or per-channel ops of one; indices into its new
-/// layout), split over the concat's operands: per operand, the indices into its new layout,
-/// ascending.
-fn split_over_concat(
-    program: &Program,
-    layouts: &[Vec<usize>],
-    concat: NodeIndex,
-    input: NodeIndex,
-    keep: &[usize],
-) -> Vec<Vec<usize>> {
-    let operands = program.operands(concat);
-    let mut starts = Vec::with_capacity(operands.len());
-    let mut offset = 0;
-    for &o in &operands {
-        starts.push(offset);
-        offset += program.graph[o].shape[1];
-    }
-    let at: Vec<HashMap<usize, usize>> = operands
-        .iter()
-        .map(|o| positions(&layouts[o.index()]))
-        .collect();
-    let mut split = vec![Vec::new(); operands.len()];
-    for &j in keep {
-        let p = layouts[input.index()][j];
-        let i = starts.partition_point(|&s| s <= p) - 1;
-        split[i].push(at[i][&(p - starts[i])]);
-    }
-    for part in &mut split {
-        part.sort_unstable();
-    }
-    split
 }
 
 /// The index of each old position in a new layout (every selected channel is present by
@@ -734,6 +689,9 @@ impl Builder {
                 self.select(at, Op::Gather { indices }, input)?,
                 ReadKind::Gather,
             ),
+            ReadChoice::Distributed { .. } => {
+                unreachable!("a distributed read is made by its concat's parts")
+            }
         };
         self.record(consumer, kind, read);
         Ok(read)
