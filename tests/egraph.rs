@@ -4,8 +4,8 @@
 
 use nnirc::egraph::{
     build_reads, candidates, eval, plan_reads, saturate, ConcatSource, Cost, CostModel, Env, Graph,
-    IndexSet, Latency, Layout, LayoutGraph, Limits, Matrix, Part, PlanReport, ReadChoice,
-    ReadRequest, Tables, TensorInfo, Value, Views, WeightInfo,
+    IndexSet, Latency, LayoutGraph, Limits, Matrix, Part, PlanReport, ReadChoice, ReadRequest,
+    Tables, TensorInfo, Value, Views, WeightInfo,
 };
 use nnirc::optimize::CostModelKind;
 use proptest::prelude::*;
@@ -519,53 +519,6 @@ fn read_rules() {
             "(consume 0 (pad-cols {in_full} (weight 0)) (tensor 0))",
         ],
     );
-    // gather-sorts-into-consumer-cols: [5, 2, 3] is read as [2, 3, 5].
-    check_equal(
-        tables(8, 3),
-        &[
-            ("k", set(8, &[5, 2, 3])),
-            ("sorted", set(8, &[2, 3, 5])),
-            ("sort", set(3, &[1, 2, 0])),
-        ],
-        "(consume 0 (weight 0) (gather {k} (tensor 0)))",
-        &["(consume 0 (permute-cols {sort} (weight 0)) (gather {sorted} (tensor 0)))"],
-    );
-}
-
-#[test]
-fn permutation_rules() {
-    // perm-folds-into-consumer-cols
-    check_equal(
-        tables(4, 4),
-        &[("p", set(4, &[2, 0, 3, 1])), ("inv", set(4, &[1, 3, 0, 2]))],
-        "(consume 0 (weight 0) (perm {p} (tensor 0)))",
-        &["(consume 0 (permute-cols {inv} (weight 0)) (tensor 0))"],
-    );
-    // perm-folds-into-producer-rows, gather-of-perm-composes, then gather-of-range-is-slice:
-    // the solver's order makes the kept pair {2, 3} a run.
-    let mut t = tables(4, 2);
-    t.add_weight(WeightInfo {
-        rows: 4,
-        columns: 3,
-        macs_per_column: 1,
-        bytes_per_row: 4,
-    });
-    check_equal(
-        t,
-        &[("p", set(4, &[2, 3, 0, 1])), ("k", set(4, &[0, 1]))],
-        "(consume 0 (weight 0) (gather {k} (perm {p} (produce (weight 1)))))",
-        &[
-            "(consume 0 (weight 0) (gather {k} (produce (permute-rows {p} (weight 1)))))",
-            "(consume 0 (weight 0) (slice 2 4 (produce (weight 1))))",
-        ],
-    );
-    // slice-of-perm-is-gather
-    check_equal(
-        tables(4, 2),
-        &[("p", set(4, &[3, 1, 0, 2])), ("k", set(4, &[3, 1]))],
-        "(slice 0 2 (perm {p} (tensor 0)))",
-        &["(gather {k} (tensor 0))"],
-    );
 }
 
 #[test]
@@ -950,52 +903,6 @@ proptest! {
                 let got = eval(&term, tables, &env).expect("every term evaluates");
                 prop_assert!(close(&got, &want), "{} vs {}", term, base);
             }
-        }
-    }
-
-    /// The solver's permutations fold into weights or compose into selections without
-    /// changing what a consumer computes.
-    #[test]
-    fn permutation_rules_preserve_meaning(
-        channels in 1usize..10,
-        order_seed in any::<u64>(),
-        mask in any::<u32>(),
-        seed in any::<u64>(),
-    ) {
-        let mut order: Vec<usize> = (0..channels).collect();
-        let shuffle = numbers(order_seed, channels);
-        order.sort_by(|&a, &b| shuffle[a].total_cmp(&shuffle[b]));
-        let mut keep: Vec<usize> = (0..channels).filter(|c| mask >> c & 1 == 1).collect();
-        if keep.is_empty() {
-            keep.push(mask as usize % channels);
-        }
-        let mut tables = Tables::default();
-        let consumer = tables.add_weight(WeightInfo { rows: 2, columns: keep.len(), macs_per_column: 1, bytes_per_row: 4 });
-        let producer = tables.add_weight(WeightInfo { rows: channels, columns: 3, macs_per_column: 1, bytes_per_row: 4 });
-        let identity = order.iter().enumerate().all(|(i, &o)| i == o);
-        let p = tables.intern(IndexSet::new(channels, order).unwrap());
-        let k = tables.intern(IndexSet::new(channels, keep.clone()).unwrap());
-        let term: egg::RecExpr<Layout> = format!(
-            "(consume 0 (weight {consumer}) (gather {k} (perm {p} (produce (weight {producer})))))"
-        ).parse().unwrap();
-        let mut egraph = LayoutGraph::new(tables);
-        let root = egraph.add_expr(&term);
-        let run = saturate(egraph, &Limits::default());
-        prop_assert_eq!(&run.stop_reason, "saturated");
-        let env = Env {
-            tensors: Vec::new(),
-            weights: vec![
-                Matrix { rows: 2, cols: keep.len(), data: numbers(seed, 2 * keep.len()) },
-                Matrix { rows: channels, cols: 3, data: numbers(!seed, 3 * channels) },
-            ],
-        };
-        let want = eval(&term, &run.egraph.analysis, &env).expect("the term evaluates");
-        let terms = candidates(&run.egraph, root, &Views::default());
-        // Folding the order into the producer gives a second term (identities are left alone).
-        prop_assert!(identity || terms.len() >= 2);
-        for t in terms {
-            let got = eval(&t, &run.egraph.analysis, &env).expect("every term evaluates");
-            prop_assert!(close(&got, &want), "{} vs {}", t, term);
         }
     }
 }

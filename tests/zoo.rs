@@ -83,8 +83,11 @@ fn densenet121_distributes_selections_over_concat() {
     assert!(reads_selection);
 }
 
+/// Also: every rewrite rule of the read planner fires on some model of the zoo (a rule that
+/// never does is decoration, and is deleted).
 #[test]
 fn upscale_matches_or_beats_the_reference_on_the_zoo() {
+    let mut fired: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for (name, naive_ops, naive_mb, ref_ops, ref_mb) in REFERENCE {
         let (program, weights) = pruned(name);
         let run = |mode| {
@@ -102,6 +105,14 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
         };
         let (_, naive) = run(Mode::Naive);
         let (upscale, after) = run(Mode::Upscale);
+        let egraph = upscale
+            .report
+            .egraph
+            .as_ref()
+            .expect("upscale plans on the e-graph");
+        for (rule, times) in &egraph.rules_fired {
+            *fired.entry(rule.clone()).or_insert(0) += times;
+        }
         let mb = |b: u64| b as f64 / 1e6;
         // The naive baseline is the reference's (same recipe, same architecture).
         assert_eq!(naive.copying_ops, naive_ops, "{name}: naive copying ops");
@@ -127,6 +138,11 @@ fn upscale_matches_or_beats_the_reference_on_the_zoo() {
         );
         let d = verify::<f32>(&program, &weights, &upscale.program, &upscale.weights, 0).unwrap();
         assert!(d.max_rel <= 1e-4, "{name}: {d:?}");
+    }
+    let rules = nnirc::egraph::rules::rules();
+    assert_eq!(fired.len(), rules.len(), "{fired:?}");
+    for (rule, times) in fired {
+        assert!(times > 0, "rule {rule} never fires on the zoo");
     }
 }
 

@@ -1,8 +1,7 @@
 //! Reference evaluation of layout terms: the meaning every rule preserves.
 //!
 //! A tensor is one number per channel, a weight a dense matrix (columns are input channels).
-//! `(produce w)` applies `w` to the fixed input `u[j] = j + 1`; `(pointwise n x)` maps each
-//! channel `v` to `v * v + n`. Evaluation is exact up to
+//! `(pointwise n x)` maps each channel `v` to `v * v + n`. Evaluation is exact up to
 //! floating-point summation order, so tests compare terms of one class numerically.
 
 use super::language::{IndexSet, Layout, Tables};
@@ -84,17 +83,7 @@ pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value>
             Layout::Set(s) => Value::Set(tables.set(*s).clone()),
             Layout::Tensor(n) => Value::Tensor(env.tensors.get(num(*n)?)?.clone()),
             Layout::Weight(n) => Value::Weight(env.weights.get(num(*n)?)?.clone()),
-            Layout::Produce(w) => {
-                let w = weight(*w)?;
-                Value::Tensor(
-                    (0..w.rows)
-                        .map(|r| (0..w.cols).map(|c| w.at(r, c) * (c + 1) as f64).sum())
-                        .collect(),
-                )
-            }
-            Layout::Perm([k, x]) | Layout::Gather([k, x]) => {
-                Value::Tensor(pick(&tensor(*x)?, &set(*k)?.indices)?)
-            }
+            Layout::Gather([k, x]) => Value::Tensor(pick(&tensor(*x)?, &set(*k)?.indices)?),
             Layout::Slice([a, b, x]) => {
                 let (a, b, x) = (num(*a)?, num(*b)?, tensor(*x)?);
                 Value::Tensor(x.get(a..b)?.to_vec())
@@ -109,24 +98,6 @@ pub fn eval(expr: &RecExpr<Layout>, tables: &Tables, env: &Env) -> Option<Value>
                         .map(|r| (0..w.cols).map(|c| w.at(r, c) * x[c]).sum())
                         .collect(),
                 )
-            }
-            Layout::PermuteRows([p, w]) => {
-                let (p, w) = (set(*p)?.indices, weight(*w)?);
-                if p.len() != w.rows || p.iter().any(|&r| r >= w.rows) {
-                    return None;
-                }
-                let data = p
-                    .iter()
-                    .flat_map(|&r| w.data[r * w.cols..(r + 1) * w.cols].iter().copied())
-                    .collect();
-                Value::Weight(Matrix { data, ..w })
-            }
-            Layout::PermuteCols([k, w]) | Layout::SelectCols([k, w]) => {
-                let (k, w) = (set(*k)?.indices, weight(*w)?);
-                if k.iter().any(|&c| c >= w.cols) {
-                    return None;
-                }
-                Value::Weight(w.with_columns(k.len(), |j| Some(k[j])))
             }
             Layout::PadCols([k, w]) => {
                 let (k, w) = (set(*k)?, weight(*w)?);

@@ -52,10 +52,6 @@ pub fn node_cost(egraph: &LayoutGraph, node: &Layout, model: &dyn CostModel) -> 
         Layout::Gather([k, x]) => set_of(egraph, *k)
             .zip(tensor_of(egraph, *x))
             .map(|(k, x)| model.gather(k.len(), x.bytes_per_channel)),
-        // A runtime permutation is a gather of every channel.
-        Layout::Perm([_, x]) => {
-            tensor_of(egraph, *x).map(|x| model.gather(x.channels, x.bytes_per_channel))
-        }
         Layout::Slice([a, b, x]) => {
             let (a, b) = (num_of(egraph, *a), num_of(egraph, *b));
             a.zip(b)

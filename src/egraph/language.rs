@@ -19,20 +19,16 @@ define_language! {
     /// |---|---|
     /// | `(tensor N)` | tensor leaf `N` of [`Tables`] |
     /// | `(weight N)` | weight leaf `N` of [`Tables`] |
-    /// | `(produce w)` | the output of a producer with weight `w`: `y[i] = sum_j w[i][j] u[j]` |
-    /// | `(perm p x)` | `y[i] = x[p[i]]`, `p` a permutation (a runtime op) |
     /// | `(gather k x)` | `y[i] = x[k[i]]` (a copy) |
     /// | `(slice a b x)` | `y[i] = x[a + i]` for `i < b - a` |
     /// | `(consume c w x)` | consumer `c`: `y = sum_i w[:, i] x[i]` |
-    /// | `(permute-rows p w)` | row `i` is row `p[i]` of `w` |
-    /// | `(permute-cols p w)` | column `i` is column `p[i]` of `w` |
-    /// | `(select-cols k w)` | column `i` is column `k[i]` of `w` |
     /// | `(pad-cols k w)` | `k.universe` columns: column `k[i]` is column `i` of `w`, others zero |
     /// | `(pointwise n x)` | per-channel op `n` (batch norm, activation) of `x`: channel `i` depends on `x[i]` only |
     /// | `(concat n x1 .. xk)` | concat op `n`: the channels of `x1`, then of `x2`, ... |
     ///
-    /// Weight transforms are done once at export time; `perm`, `gather` and `slice` run at
-    /// inference time.
+    /// Weight transforms are done once at export time; `gather`, `slice`, `pointwise` and
+    /// `concat` run at inference time. Channel orders are not terms: every tensor is already
+    /// in its segment's order (the solver's).
     ///
     /// ```
     /// use nnirc::egraph::Layout;
@@ -42,14 +38,9 @@ define_language! {
     pub enum Layout {
         "tensor" = Tensor(Id),
         "weight" = Weight(Id),
-        "produce" = Produce(Id),
-        "perm" = Perm([Id; 2]),
         "gather" = Gather([Id; 2]),
         "slice" = Slice([Id; 3]),
         "consume" = Consume([Id; 3]),
-        "permute-rows" = PermuteRows([Id; 2]),
-        "permute-cols" = PermuteCols([Id; 2]),
-        "select-cols" = SelectCols([Id; 2]),
         "pad-cols" = PadCols([Id; 2]),
         "pointwise" = Pointwise([Id; 2]),
         "concat" = Concat(Box<[Id]>),
@@ -78,7 +69,7 @@ impl FromStr for SetId {
     }
 }
 
-/// An index list into `0..universe` (a selection, a padding pattern or a permutation).
+/// An index list into `0..universe` (a selection or a padding pattern).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IndexSet {
     pub universe: usize,
@@ -128,35 +119,11 @@ impl IndexSet {
             .all(|&i| i < self.universe && !std::mem::replace(&mut seen[i], true))
     }
 
-    pub fn is_permutation(&self) -> bool {
-        self.len() == self.universe && self.is_distinct()
-    }
-
-    /// `indices[i] == i` everywhere, over the whole universe.
-    pub fn is_identity(&self) -> bool {
-        self.len() == self.universe && self.indices.iter().enumerate().all(|(i, &p)| i == p)
-    }
-
     /// `i -> self[inner[i]]`: the indices of `inner`, looked up in `self`.
     pub fn compose(&self, inner: &IndexSet) -> Option<IndexSet> {
         (inner.universe == self.len()).then(|| IndexSet {
             universe: self.universe,
             indices: inner.indices.iter().map(|&i| self.indices[i]).collect(),
-        })
-    }
-
-    /// The inverse permutation (`None` unless a permutation).
-    pub fn inverse(&self) -> Option<IndexSet> {
-        if !self.is_permutation() {
-            return None;
-        }
-        let mut inv = vec![0; self.len()];
-        for (i, &p) in self.indices.iter().enumerate() {
-            inv[p] = i;
-        }
-        Some(IndexSet {
-            universe: self.universe,
-            indices: inv,
         })
     }
 }
@@ -278,17 +245,6 @@ fn type_of(egraph: &LayoutGraph, node: &Layout) -> Option<Meta> {
         Layout::Set(s) => Meta::Set(*s),
         Layout::Tensor(n) => Meta::Tensor(*egraph.analysis.tensor(num_of(egraph, *n)?)?),
         Layout::Weight(n) => Meta::Weight(*egraph.analysis.weight(num_of(egraph, *n)?)?),
-        Layout::Produce(w) => {
-            let w = weight(*w)?;
-            Meta::Tensor(TensorInfo {
-                channels: w.rows,
-                bytes_per_channel: w.bytes_per_row,
-            })
-        }
-        Layout::Perm([p, x]) => {
-            let (p, x) = (set(*p)?, tensor(*x)?);
-            (p.is_permutation() && p.universe == x.channels).then_some(Meta::Tensor(x))?
-        }
         Layout::Gather([k, x]) => {
             let (k, x) = (set(*k)?, tensor(*x)?);
             (k.universe == x.channels).then_some(Meta::Tensor(TensorInfo {
@@ -309,21 +265,6 @@ fn type_of(egraph: &LayoutGraph, node: &Layout) -> Option<Meta> {
             (w.columns == x.channels).then_some(Meta::Tensor(TensorInfo {
                 channels: w.rows,
                 bytes_per_channel: w.bytes_per_row,
-            }))?
-        }
-        Layout::PermuteRows([p, w]) => {
-            let (p, w) = (set(*p)?, weight(*w)?);
-            (p.is_permutation() && p.universe == w.rows).then_some(Meta::Weight(w))?
-        }
-        Layout::PermuteCols([p, w]) => {
-            let (p, w) = (set(*p)?, weight(*w)?);
-            (p.is_permutation() && p.universe == w.columns).then_some(Meta::Weight(w))?
-        }
-        Layout::SelectCols([k, w]) => {
-            let (k, w) = (set(*k)?, weight(*w)?);
-            (k.universe == w.columns).then_some(Meta::Weight(WeightInfo {
-                columns: k.len(),
-                ..w
             }))?
         }
         Layout::PadCols([k, w]) => {

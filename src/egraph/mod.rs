@@ -678,10 +678,6 @@ fn columns(term: &RecExpr<Layout>, w: Id, tables: &Tables) -> Vec<Option<usize>>
             }
             out
         }
-        Layout::PermuteCols([k, inner]) | Layout::SelectCols([k, inner]) => {
-            let inner = columns(term, inner, tables);
-            set(k).indices.iter().map(|&i| inner[i]).collect()
-        }
         _ => panic!("a consumer weight term: {term}"),
     }
 }
