@@ -221,14 +221,29 @@ fn ort_cpu_target_lowers_the_predicted_latency_and_stays_exact() {
     for (name, amount, most) in [("mobilenet_v2", 0.3, 0.8), ("squeezenet1_1", 0.5, 0.97)] {
         let (masked, weights, table) = zoo_masked(name, amount);
         let plain = optimize(&masked, &weights, &OptimizeConfig::default()).unwrap();
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let progress: nnirc::optimize::Progress = {
+            let told = told.clone();
+            Arc::new(move |sweep, done, total| told.lock().unwrap().push((sweep, done, total)))
+        };
         let config = OptimizeConfig {
             deploy: Some(Arc::new(table.clone())),
             verify: Some(0),
+            progress: Some(progress),
             ..Default::default()
         };
         let deployed = optimize(&masked, &weights, &config).unwrap();
         assert!(deployed.report.verify.unwrap().passed(), "{name}");
         let d = deployed.report.deploy.as_ref().unwrap();
+        // Progress: every sweep counts its moves up to their total.
+        let told = told.lock().unwrap();
+        let sweeps: std::collections::BTreeSet<usize> = told.iter().map(|t| t.0).collect();
+        assert_eq!(sweeps.len(), d.sweeps, "{name}");
+        for sweep in sweeps {
+            let of: Vec<&(usize, usize, usize)> = told.iter().filter(|t| t.0 == sweep).collect();
+            assert!(of.iter().enumerate().all(|(i, t)| t.1 == i + 1), "{name}");
+            assert!(of.last().is_some_and(|t| t.1 == t.2), "{name}: {of:?}");
+        }
         assert_eq!(d.target, "ort-cpu");
         // The incumbent is the export without the target, and the result is what the table
         // predicts for the program written.

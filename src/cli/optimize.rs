@@ -99,10 +99,30 @@ impl Context {
             cost_model,
             channel_align: opts.align as usize,
             verify: opts.verify.then_some(opts.seed),
-            deploy: deploy_table,
+            deploy: deploy_table.clone(),
+            progress: None,
             ..Default::default()
         };
-        let mut optimized = match optimize(program, &weights, &config) {
+        let bar = deploy_table.is_some().then(|| {
+            super::progress_bar("deploy search, sweep {msg}: {bar:40} {pos}/{len} moves, ETA {eta}")
+        });
+        let config = OptimizeConfig {
+            progress: bar.clone().map(|bar| {
+                let progress: crate::optimize::Progress =
+                    std::sync::Arc::new(move |sweep, done, total| {
+                        bar.set_message(sweep.to_string());
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    });
+                progress
+            }),
+            ..config
+        };
+        let optimized = optimize(program, &weights, &config);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let mut optimized = match optimized {
             Ok(o) => o,
             Err(OptimizeError::Mismatch(report)) => {
                 eprint!("{}", report.table());

@@ -73,6 +73,25 @@ pub fn node_cost(egraph: &LayoutGraph, node: &Layout, model: &dyn CostModel) -> 
 struct Tree {
     node: Layout,
     children: Vec<Rc<Tree>>,
+    /// Its e-nodes' costs summed over the tree (a subterm it holds twice counts twice): the
+    /// order of [`enumerate`]'s candidates, not a plan's cost.
+    cost: Cost,
+}
+
+impl Tree {
+    fn new(
+        egraph: &LayoutGraph,
+        node: Layout,
+        children: Vec<Rc<Tree>>,
+        model: &dyn CostModel,
+    ) -> Tree {
+        let cost = children.iter().map(|c| c.cost).sum::<Cost>() + node_cost(egraph, &node, model);
+        Tree {
+            node,
+            children,
+            cost,
+        }
+    }
 }
 
 impl Tree {
@@ -141,22 +160,21 @@ fn enumerate(
             if out.len() >= CANDIDATES {
                 break;
             }
-            out.push(Rc::new(Tree {
-                node: node.clone(),
-                children,
-            }));
+            out.push(Rc::new(Tree::new(egraph, node.clone(), children, model)));
         }
     }
     stack.pop();
-    let cost = |t: &Tree| -> Cost { t.nodes().iter().map(|n| node_cost(egraph, n, model)).sum() };
-    let mut costed: Vec<(Cost, Rc<Tree>)> = out.into_iter().map(|t| (cost(&t), t)).collect();
-    costed.sort_by_key(|(c, _)| *c);
-    costed.into_iter().map(|(_, t)| t).collect()
+    out.sort_by_key(|t| t.cost);
+    out
 }
 
 /// `expr` as a tree of canonical e-nodes of `egraph`, with its class; `None` if some node of
 /// it is not in the e-graph.
-fn tree_of(egraph: &LayoutGraph, expr: &RecExpr<Layout>) -> Option<(Rc<Tree>, Id)> {
+fn tree_of(
+    egraph: &LayoutGraph,
+    expr: &RecExpr<Layout>,
+    model: &dyn CostModel,
+) -> Option<(Rc<Tree>, Id)> {
     let mut trees: Vec<(Rc<Tree>, Id)> = Vec::with_capacity(expr.len());
     for node in expr.as_ref() {
         let canonical = node.clone().map_children(|c| trees[usize::from(c)].1);
@@ -167,10 +185,7 @@ fn tree_of(egraph: &LayoutGraph, expr: &RecExpr<Layout>) -> Option<(Rc<Tree>, Id
             .map(|&c| trees[usize::from(c)].0.clone())
             .collect();
         trees.push((
-            Rc::new(Tree {
-                node: canonical,
-                children,
-            }),
+            Rc::new(Tree::new(egraph, canonical, children, model)),
             class,
         ));
     }
@@ -195,7 +210,7 @@ pub fn dag_cost(
 ) -> Option<Cost> {
     let mut nodes = Vec::new();
     for term in terms {
-        nodes.extend(tree_of(egraph, term)?.0.nodes());
+        nodes.extend(tree_of(egraph, term, model)?.0.nodes());
     }
     nodes.sort();
     nodes.dedup();
@@ -241,7 +256,8 @@ pub fn extract(
         .iter()
         .zip(baseline)
         .map(|(&root, base)| {
-            let (base, class) = tree_of(egraph, base).expect("the baseline term is in the e-graph");
+            let (base, class) =
+                tree_of(egraph, base, model).expect("the baseline term is in the e-graph");
             assert_eq!(
                 class,
                 egraph.find(root),

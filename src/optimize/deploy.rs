@@ -198,8 +198,23 @@ pub(super) fn choose(
         }
     }
     let mut sweeps = 0;
+    let moves = options
+        .iter()
+        .zip(&readers)
+        .filter(|(o, r)| o.len() >= 2 || !r.is_empty())
+        .map(|(o, _)| 2 * o.len())
+        .sum::<usize>()
+        + consumers.len();
+    let mut done;
+    let tell = |done: &mut usize, sweep: usize| {
+        *done += 1;
+        if let Some(progress) = &config.progress {
+            progress(sweep, *done, moves);
+        }
+    };
     while sweeps < MAX_SWEEPS {
         sweeps += 1;
+        done = 0;
         let mut improved = false;
         // Segment moves: a width, with the segment's consumers reading as now or all whole.
         for s in 0..options.len() {
@@ -218,6 +233,7 @@ pub(super) fn choose(
                             next.full.remove(n);
                         }
                     }
+                    tell(&mut done, sweeps);
                     if next == current {
                         continue;
                     }
@@ -234,6 +250,7 @@ pub(super) fn choose(
         }
         // Consumer moves: one read whole, or back as planned.
         for &n in &consumers {
+            tell(&mut done, sweeps);
             let mut next = current.clone();
             if !next.full.remove(&n) {
                 next.full.insert(n);

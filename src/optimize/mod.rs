@@ -161,7 +161,13 @@ pub struct OptimizeConfig {
     /// segment widths and whole reads chosen under the table's prediction of the export
     /// ([`deploy`]); `channel_align` is then a forced minimum. `None`: no target.
     pub deploy: Option<Arc<crate::latency::Table>>,
+    /// Told how far the deploy target's search is, the only phase that can take seconds:
+    /// `(sweep, moves priced in it, its moves)`. `None`: nobody asks.
+    pub progress: Option<Progress>,
 }
+
+/// A progress callback: `(sweep, done, total)` (see [`OptimizeConfig::progress`]).
+pub type Progress = Arc<dyn Fn(usize, usize, usize) + Send + Sync>;
 
 impl Default for OptimizeConfig {
     fn default() -> OptimizeConfig {
@@ -174,6 +180,7 @@ impl Default for OptimizeConfig {
             channel_align: 1,
             verify: None,
             deploy: None,
+            progress: None,
         }
     }
 }
@@ -189,6 +196,7 @@ impl std::fmt::Debug for OptimizeConfig {
             .field("channel_align", &self.channel_align)
             .field("verify", &self.verify)
             .field("deploy", &self.deploy.as_ref().map(|_| ORT_CPU))
+            .field("progress", &self.progress.is_some())
             .finish()
     }
 }
