@@ -108,10 +108,16 @@ impl Tree {
         expr
     }
 
-    /// Its distinct e-nodes.
+    /// Its distinct e-nodes that [`node_cost`] may price: selections and padded weights (the
+    /// others cost nothing).
     fn nodes(&self) -> Vec<Layout> {
         fn walk(tree: &Tree, out: &mut Vec<Layout>) {
-            out.push(tree.node.clone());
+            if matches!(
+                tree.node,
+                Layout::Gather(_) | Layout::Slice(_) | Layout::PadCols(_)
+            ) {
+                out.push(tree.node.clone());
+            }
             tree.children.iter().for_each(|c| walk(c, out));
         }
         let mut out = Vec::new();
