@@ -23,7 +23,7 @@ use nnirc::optimize::{optimize, verify, Mode, OptimizeConfig};
 use nnirc::solver::SolverKind;
 use nnirc::tensor::SplitMix64;
 use proptest::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The export configurations every program goes through: mode, solver, channel alignment.
 const CONFIGS: [(Mode, SolverKind, usize); 4] = [
@@ -37,8 +37,10 @@ const CONFIGS: [(Mode, SolverKind, usize); 4] = [
 const F32_ABS_FLOOR: f64 = 1e-6;
 
 /// Compiles `source` (it must check), exports it in every configuration and checks the result.
-/// Panics with the source and the configuration on any failure.
-fn check(source: &str, label: &str) {
+/// Panics with the source and the configuration on any failure. Returns how often each
+/// rewrite rule of the read planner fired over the configurations (all verified).
+fn check(source: &str, label: &str) -> BTreeMap<String, usize> {
+    let mut fired = BTreeMap::new();
     let compiled = nnirc::compile(source);
     assert!(
         compiled.diagnostics.is_empty(),
@@ -56,6 +58,9 @@ fn check(source: &str, label: &str) {
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let exported = optimize(&program, &weights, &config).map_err(|e| e.to_string())?;
+            for (rule, times) in exported.report.egraph.iter().flat_map(|e| &e.rules_fired) {
+                *fired.entry(rule.clone()).or_insert(0) += times;
+            }
             let text = nnirc::codegen::program_text(&exported.program, None);
             let again = nnirc::compile(&text);
             if !again.diagnostics.is_empty() {
@@ -98,6 +103,7 @@ fn check(source: &str, label: &str) {
         };
         panic!("{label} {mode:?} {solver:?} align {channel_align}: {failure}\n--- source ---\n{source}");
     }
+    fired
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1083,13 +1089,27 @@ proptest! {
     }
 }
 
+/// Also: every rule family of the read planner is checked against the interpreter here, since
+/// every rule fires on some of these programs, whose exports all verify.
 #[test]
 fn fixed_seeds_export_exactly() {
+    let mut fired: BTreeMap<String, usize> = BTreeMap::new();
     for seed in 0..100u64 {
         let blocks = 1 + seed as usize % 8;
-        check(
-            &generate(seed, blocks),
-            &format!("seed {seed}, {blocks} blocks"),
+        let label = format!("seed {seed}, {blocks} blocks");
+        for (rule, times) in check(&generate(seed, blocks), &label) {
+            *fired.entry(rule).or_insert(0) += times;
+        }
+    }
+    assert_eq!(
+        fired.len(),
+        nnirc::egraph::rules::rules().len(),
+        "{fired:?}"
+    );
+    for (rule, times) in &fired {
+        assert!(
+            *times > 0,
+            "rule {rule} never fires on the random programs: {fired:?}"
         );
     }
 }
