@@ -791,6 +791,40 @@ fn close(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Every term of every consumer's class (after saturation) computes what its naive term
+/// computes, on leaves drawn from `seed`.
+fn same_meaning(requests: &[ReadRequest], seed: u64) -> Result<(), TestCaseError> {
+    let reads = build_reads(requests);
+    let run = saturate(reads.egraph, &Limits::default());
+    let tables = &run.egraph.analysis;
+    let env = Env {
+        tensors: (0..)
+            .map_while(|t| tables.tensor(t))
+            .enumerate()
+            .map(|(t, info)| numbers(seed ^ t as u64, info.channels))
+            .collect(),
+        weights: requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Matrix {
+                rows: 3,
+                cols: r.keep.len(),
+                data: numbers(!seed ^ i as u64, 3 * r.keep.len()),
+            })
+            .collect(),
+    };
+    for (root, base) in reads.roots.iter().zip(&reads.baseline) {
+        let want = eval(base, tables, &env).expect("the naive term evaluates");
+        let terms = candidates(&run.egraph, *root, &Views::default());
+        prop_assert!(!terms.is_empty());
+        for term in terms {
+            let got = eval(&term, tables, &env).expect("every term evaluates");
+            prop_assert!(close(&got, &want), "{} vs {}", term, base);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -839,30 +873,7 @@ proptest! {
     /// Every term of every consumer's class computes what its naive term computes.
     #[test]
     fn read_rules_preserve_meaning(requests in requests(), seed in any::<u64>()) {
-        let reads = build_reads(&requests);
-        let run = saturate(reads.egraph, &Limits::default());
-        let tables = &run.egraph.analysis;
-        let env = Env {
-            tensors: (0..)
-                .map_while(|t| tables.tensor(t))
-                .enumerate()
-                .map(|(t, info)| numbers(seed ^ t as u64, info.channels))
-                .collect(),
-            weights: requests
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Matrix { rows: 3, cols: r.keep.len(), data: numbers(!seed ^ i as u64, 3 * r.keep.len()) })
-                .collect(),
-        };
-        for (root, base) in reads.roots.iter().zip(&reads.baseline) {
-            let want = eval(base, tables, &env).expect("the naive term evaluates");
-            let terms = candidates(&run.egraph, *root, &Views::default());
-            prop_assert!(!terms.is_empty());
-            for term in terms {
-                let got = eval(&term, tables, &env).expect("every term evaluates");
-                prop_assert!(close(&got, &want), "{} vs {}", term, base);
-            }
-        }
+        same_meaning(&requests, seed)?;
     }
 
     /// Distributed reads: every choice reads exactly the kept set, the plan costs what this
@@ -882,27 +893,6 @@ proptest! {
             prop_assert!(ours <= report.total_cost + slack && report.total_cost <= ours + slack,
                 "{}: reported {} computed {}", model.name(), report.total_cost, ours);
         }
-        let reads = build_reads(&requests);
-        let run = saturate(reads.egraph, &Limits::default());
-        let tables = &run.egraph.analysis;
-        let env = Env {
-            tensors: (0..)
-                .map_while(|t| tables.tensor(t))
-                .enumerate()
-                .map(|(t, info)| numbers(seed ^ t as u64, info.channels))
-                .collect(),
-            weights: requests
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Matrix { rows: 3, cols: r.keep.len(), data: numbers(!seed ^ i as u64, 3 * r.keep.len()) })
-                .collect(),
-        };
-        for (root, base) in reads.roots.iter().zip(&reads.baseline) {
-            let want = eval(base, tables, &env).expect("the naive term evaluates");
-            for term in candidates(&run.egraph, *root, &Views::default()) {
-                let got = eval(&term, tables, &env).expect("every term evaluates");
-                prop_assert!(close(&got, &want), "{} vs {}", term, base);
-            }
-        }
+        same_meaning(&requests, seed)?;
     }
 }
