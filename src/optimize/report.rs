@@ -92,15 +92,27 @@ pub fn segment_stats(
     reads: &[Read],
     copies: CopySemantics,
 ) -> Vec<SegmentStats> {
-    let read_of: std::collections::HashMap<NodeIndex, &Read> =
-        reads.iter().map(|r| (r.consumer, r)).collect();
+    let mut reads_of: std::collections::HashMap<NodeIndex, Vec<&Read>> =
+        std::collections::HashMap::new();
+    for r in reads {
+        reads_of.entry(r.consumer).or_default().push(r);
+    }
+    // Whether `tensor` holds channels of segment `s`.
+    let holds = |tensor: NodeIndex, s: usize| {
+        plan.provenance
+            .layout(tensor)
+            .origins
+            .iter()
+            .any(|&o| plan.segments.locate(o).0 == s)
+    };
     let name = |n: NodeIndex| format!("%{}", original.graph[n].name);
     plan.segments
         .segments
         .iter()
         .zip(&plan.plans)
-        .filter(|(seg, _)| !seg.consumers.is_empty())
-        .map(|(seg, p)| {
+        .enumerate()
+        .filter(|(_, (seg, _))| !seg.consumers.is_empty())
+        .map(|(s, (seg, p))| {
             let mut st = SegmentStats {
                 producers: seg
                     .spaces
@@ -122,19 +134,30 @@ pub fn segment_stats(
                 solver_stop: p.solve.map(|(stats, _)| format!("{:?}", stats.stop)),
             };
             for c in &seg.consumers {
-                let Some(read) = read_of.get(&c.node) else {
+                // Its reads of this segment: one, or a distributed read's parts of its blocks.
+                let mine: Vec<&Read> = reads_of
+                    .get(&c.node)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .filter(|r| holds(r.tensor, s))
+                    .collect();
+                if mine.is_empty() {
                     continue;
-                };
-                let copies = match read.kind {
-                    ReadKind::Full => false,
-                    ReadKind::Slice => copies == CopySemantics::Graph,
-                    ReadKind::Gather => true,
-                };
-                if copies {
-                    st.copying_consumers += 1;
-                    st.bytes_copied += read.bytes;
-                } else {
+                }
+                let copying: Vec<&Read> = mine
+                    .into_iter()
+                    .filter(|r| match r.kind {
+                        ReadKind::Full => false,
+                        ReadKind::Slice => copies == CopySemantics::Graph,
+                        ReadKind::Gather => true,
+                    })
+                    .collect();
+                if copying.is_empty() {
                     st.contiguous_consumers += 1;
+                } else {
+                    st.copying_consumers += 1;
+                    st.bytes_copied += copying.iter().map(|r| r.bytes).sum::<u64>();
                 }
             }
             st

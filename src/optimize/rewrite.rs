@@ -32,11 +32,14 @@ pub enum ReadKind {
     Gather,
 }
 
-/// One consumer's read: which node (in the original program), how, and the bytes the slice or
-/// gather produces per inference (f32).
+/// One consumer's read of one tensor: which consumer and which tensor (nodes of the original
+/// program), how, and the bytes the slice or gather produces per inference (f32). A consumer
+/// whose selection is distributed over a concat has one read per concatenated block it keeps
+/// something of (the tensor is the block), and none of the concat itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Read {
     pub consumer: NodeIndex,
+    pub tensor: NodeIndex,
     pub kind: ReadKind,
     pub bytes: u64,
 }
@@ -97,6 +100,7 @@ pub fn rewrite_reading(
         names: HashSet::new(),
         param_names: HashSet::new(),
         reads: Vec::new(),
+        distributed: parts.keys().copied().collect(),
         choices,
         shared: HashMap::new(),
     };
@@ -232,9 +236,11 @@ pub fn rewrite_reading(
                 // A distributed selection: each block's part, concatenated.
                 let (consumer, parts) = &parts_of[&n];
                 let mut selected = Vec::new();
-                for (input, part) in inputs.iter().zip(parts) {
+                for ((input, part), &block) in inputs.iter().zip(parts).zip(&operands) {
                     if let Some(part) = part {
-                        selected.push(out.selection(node, *consumer, part.clone(), *input)?);
+                        let (read, kind) = out.selection(node, part.clone(), *input)?;
+                        out.record(*consumer, block, kind, read);
+                        selected.push(read);
                     }
                 }
                 inputs = selected;
@@ -535,6 +541,8 @@ struct Builder {
     reads: Vec<Read>,
     /// The planned read of each consumer.
     choices: HashMap<NodeIndex, ReadChoice>,
+    /// The consumers whose selection is distributed over a concat (their reads are the parts).
+    distributed: HashSet<NodeIndex>,
     /// Selection nodes already built, by input and what they select (gather or slice, and
     /// its positions): consumers that select the same channels of the same tensor share one.
     shared: HashMap<(NodeIndex, bool, Vec<usize>), NodeIndex>,
@@ -650,7 +658,7 @@ impl Builder {
         let Some(choice) = self.choices.get(&n).cloned() else {
             // Nothing live is kept: read one channel through zero weights.
             let slice = self.select(node, Op::Slice { start: 0, end: 1 }, new_input)?;
-            self.record(n, ReadKind::Slice, slice);
+            self.record(n, old_input, ReadKind::Slice, slice);
             return Ok((slice, vec![None]));
         };
         let zero = choice.zero_columns();
@@ -660,27 +668,22 @@ impl Builder {
             .enumerate()
             .map(|(j, &p)| zero.binary_search(&j).is_err().then(|| layout[p]))
             .collect();
-        Ok((self.selection(node, n, choice, new_input)?, columns))
+        let (read, kind) = self.selection(node, choice, new_input)?;
+        if !self.distributed.contains(&n) {
+            self.record(n, old_input, kind, read);
+        }
+        Ok((read, columns))
     }
 
-    /// The node that makes `choice` of `input` (itself, or a slice or gather named after
-    /// `at`), recorded as a read of `consumer`.
+    /// The node that makes `choice` of `input`: itself, or a slice or gather named after `at`.
     fn selection(
         &mut self,
         at: &Node,
-        consumer: NodeIndex,
         choice: ReadChoice,
         input: NodeIndex,
-    ) -> Result<NodeIndex, OptimizeError> {
-        let (read, kind) = match choice {
-            ReadChoice::Full { .. } => {
-                self.reads.push(Read {
-                    consumer,
-                    kind: ReadKind::Full,
-                    bytes: 0,
-                });
-                return Ok(input);
-            }
+    ) -> Result<(NodeIndex, ReadKind), OptimizeError> {
+        Ok(match choice {
+            ReadChoice::Full { .. } => (input, ReadKind::Full),
             ReadChoice::Slice { start, end, .. } => (
                 self.select(at, Op::Slice { start, end }, input)?,
                 ReadKind::Slice,
@@ -692,15 +695,18 @@ impl Builder {
             ReadChoice::Distributed { .. } => {
                 unreachable!("a distributed read is made by its concat's parts")
             }
-        };
-        self.record(consumer, kind, read);
-        Ok(read)
+        })
     }
 
-    fn record(&mut self, consumer: NodeIndex, kind: ReadKind, read: NodeIndex) {
-        let bytes = self.graph[read].shape.iter().product::<usize>() as u64 * 4;
+    /// Records `consumer`'s read of `tensor` (original nodes), made by the new node `read`.
+    fn record(&mut self, consumer: NodeIndex, tensor: NodeIndex, kind: ReadKind, read: NodeIndex) {
+        let bytes = match kind {
+            ReadKind::Full => 0,
+            _ => self.graph[read].shape.iter().product::<usize>() as u64 * 4,
+        };
         self.reads.push(Read {
             consumer,
+            tensor,
             kind,
             bytes,
         });
