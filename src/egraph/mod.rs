@@ -2,13 +2,17 @@
 //!
 //! Input: one [`ReadRequest`] per consumer, after the ordering solver: the consumer reads a
 //! tensor of `channels` channels (already in their new order) and keeps the positions `keep`.
-//! Output: one [`ReadChoice`] per request (the whole tensor, a slice, or a gather, with the
-//! weight columns to zero) and a [`PlanReport`]. Invariants: every choice is *valid* (it reads
+//! A request may also say how its tensor is made ([`ConcatSource`]: per-channel ops over a
+//! concat only its consumer reads), so that its selection can be made block by block.
+//! Output: one [`ReadChoice`] per request (the whole tensor, a slice, a gather, or such a
+//! distributed read, with the weight columns to zero) and a [`PlanReport`] (costs, limits, how
+//! often each rule fired). Invariants: every choice is *valid* (it reads
 //! every kept position through a real weight column, in order, and every other position it
 //! reads through a zero column: [`ReadChoice::kept`] equals `keep`), and the plan never costs
 //! more than the naive plan (whole tensor if everything is kept, else a slice if `keep` is a
 //! run, else a gather), with consumers that make the same selection of the same tensor
-//! sharing one node, paid once.
+//! sharing one node, paid once. Requests that read the same tensors (a distributed read
+//! reads its blocks) are planned on one e-graph; the others on e-graphs of their own.
 //!
 //! Phases, one file each: [`language`](Layout) (terms, side tables, types), [`rules`] (one
 //! table per op family), [`saturate`] (egg runner within [`Limits`]), [`extract`] (DAG-aware,
