@@ -348,6 +348,7 @@ fn plan_all_reads(
 ) -> Reads {
     let mut consumers = Vec::new();
     let mut requests = Vec::new();
+    let mut full = Vec::new();
     for n in program.topo_order() {
         let node = &program.graph[n];
         if !node.op.is_channel_mixing() {
@@ -358,13 +359,21 @@ fn plan_all_reads(
             continue;
         }
         let input = program.operands(n)[0];
+        if full_reads.contains(&n) {
+            // Not planned: it selects nothing, so it shares no selection with anyone.
+            let zero_columns = (0..layouts[input.index()].len())
+                .filter(|p| keep.binary_search(p).is_err())
+                .collect();
+            full.push((n, ReadChoice::Full { zero_columns }));
+            continue;
+        }
         let s = &program.graph[input].shape;
         let kernel: usize = program.params[node.params[0]].shape[2..].iter().product();
         let out_area: usize = node.shape[0] * node.shape[2..].iter().product::<usize>();
         let concat = plan
             .chains
             .get(&n)
-            .filter(|_| config.mode.reorders() && !full_reads.contains(&n))
+            .filter(|_| config.mode.reorders())
             .map(|chain| ConcatSource {
                 concat: chain.concat.index(),
                 pointwise: chain.between.iter().map(|b| b.index()).collect(),
@@ -392,21 +401,14 @@ fn plan_all_reads(
         (requests.iter().map(ReadChoice::naive).collect(), None)
     };
     let mut reads = Reads {
-        choices: HashMap::new(),
+        choices: full.into_iter().collect(),
         parts: HashMap::new(),
         report,
     };
     for ((choice, r), &n) in choices.into_iter().zip(&requests).zip(&consumers) {
-        let choice = if full_reads.contains(&n) {
-            let zero_columns = (0..r.channels)
-                .filter(|p| r.keep.binary_search(p).is_err())
-                .collect();
-            ReadChoice::Full { zero_columns }
-        } else {
-            match config.channel_align {
-                0 | 1 => choice,
-                align => choice.aligned(r.channels, align),
-            }
+        let choice = match config.channel_align {
+            0 | 1 => choice,
+            align => choice.aligned(r.channels, align),
         };
         let ReadChoice::Distributed { parts } = choice else {
             reads.choices.insert(n, choice);
