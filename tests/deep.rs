@@ -88,3 +88,32 @@ fn a_100k_node_onnx_relu_chain_imports_on_a_small_stack() {
     });
     assert_eq!(nodes, n + 1);
 }
+
+/// A concat read through 20,000 per-channel ops by a pruned conv: the optimize pass (the read
+/// planner holds the whole chain as one per-channel term) runs on a small stack and verifies.
+#[test]
+fn a_concat_read_through_a_20k_op_chain_optimizes_on_a_small_stack() {
+    let n = 20_000;
+    let mut source = String::from(
+        "model deep(%x: f32[1, 4, 8, 8]) -> (%y) {\n  param @wa: f32[8, 4, 1, 1]\n  \
+         param @wb: f32[8, 4, 1, 1]\n  param @wc: f32[6, 16, 1, 1]\n  %a = conv2d(%x, @wa)\n  \
+         %b = conv2d(%x, @wb)\n  %v0 = concat(%a, %b)\n",
+    );
+    for i in 1..=n {
+        source.push_str(&format!("  %v{i} = relu(%v{})\n", i - 1));
+    }
+    source.push_str(&format!(
+        "  %y = conv2d(%v{n}, @wc) keep_in=[0, 2, 5, 9, 11, 14]\n}}\n"
+    ));
+    let verified = on_small_stack(move || {
+        let program = nnirc::compile(&source).program.expect("the chain compiles");
+        let weights = nnirc::weights::random(&program, 0);
+        let config = nnirc::optimize::OptimizeConfig {
+            verify: Some(0),
+            ..Default::default()
+        };
+        let optimized = nnirc::optimize::optimize(&program, &weights, &config).unwrap();
+        optimized.report.verify.is_some_and(|v| v.passed())
+    });
+    assert!(verified);
+}

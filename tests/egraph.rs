@@ -438,18 +438,19 @@ fn distribution_rules() {
     );
 }
 
-/// A request for the concat of `blocks` (caller ids and channels) through `pointwise` ops.
+/// A request for the concat of `blocks` (caller ids and channels), through per-channel ops or
+/// not.
 fn concat_req(
     tensor: usize,
     blocks: &[(usize, usize)],
-    pointwise: usize,
+    pointwise: bool,
     keep: &[usize],
 ) -> ReadRequest {
     let channels = blocks.iter().map(|&(_, c)| c).sum();
     ReadRequest {
         concat: Some(ConcatSource {
             concat: tensor,
-            pointwise: (0..pointwise).map(|p| 1000 * tensor + p).collect(),
+            pointwise: pointwise.then_some(1000 + tensor),
             blocks: blocks.to_vec(),
         }),
         ..req(tensor, channels, keep, B, M)
@@ -463,8 +464,8 @@ fn concat_req(
 fn concat_reads_distribute_where_the_parts_are_runs() {
     let blocks = [(10, 8), (11, 4), (12, 4)];
     let requests = [
-        concat_req(0, &blocks, 2, &[2, 3, 8, 9, 10, 11, 13]),
-        concat_req(1, &blocks, 0, &[6, 7, 8]),
+        concat_req(0, &blocks, true, &[2, 3, 8, 9, 10, 11, 13]),
+        concat_req(1, &blocks, false, &[6, 7, 8]),
     ];
     let (choices, report) = plan(CostModelKind::Views, &requests);
     let part = |block: usize, offset: usize, channels: usize, read: ReadChoice| Part {
@@ -684,7 +685,7 @@ fn concat_requests() -> impl Strategy<Value = Vec<ReadRequest>> {
     let reads = prop::collection::vec(
         (
             any::<u64>(),
-            0usize..3,
+            any::<bool>(),
             any::<u64>(),
             prop::bool::weighted(0.2),
         ),

@@ -85,8 +85,10 @@ pub struct ReadRequest {
 pub struct ConcatSource {
     /// The concat op's id; distinct concats must get distinct ids.
     pub concat: usize,
-    /// The per-channel ops' ids, the concat's user first; distinct ops get distinct ids.
-    pub pointwise: Vec<usize>,
+    /// The id of the per-channel ops between the concat and the consumer, taken together as
+    /// one per-channel op (one term however long the chain, so terms stay shallow: extraction
+    /// recurses over a term's depth); distinct chains get distinct ids. `None`: no such op.
+    pub pointwise: Option<usize>,
     /// The concatenated tensors in order, each as (caller's tensor id, channels), with the
     /// request's bytes per channel. Distinct tensors; their channels add up to the request's.
     pub blocks: Vec<(usize, usize)>,
@@ -284,7 +286,7 @@ pub struct ReadGraph {
     pub roots: Vec<Id>,
     /// Request `i`'s naive term, `(consume i (weight i) read)`, where `read` is `T`,
     /// `(slice a b T)` or `(gather k T)` and `T` is the tensor: `(tensor t)`, or for a
-    /// [`ConcatSource`] its ops over its blocks, `(pointwise p .. (concat n (tensor b1) ..))`.
+    /// [`ConcatSource`] its ops over its blocks, `(pointwise p (concat n (tensor b1) ..))`.
     pub baseline: Vec<RecExpr<Layout>>,
     /// Per request with a [`ConcatSource`], its blocks' tensor leaves (`N` of `(tensor N)`).
     pub block_leaves: Vec<Vec<usize>>,
@@ -335,7 +337,7 @@ pub fn build_reads(requests: &[ReadRequest]) -> ReadGraph {
                     children.push(expr.add(Layout::Tensor(b)));
                 }
                 let mut x = expr.add(Layout::Concat(children.into()));
-                for &p in &source.pointwise {
+                if let Some(p) = source.pointwise {
                     let p = expr.add(Layout::Num(p));
                     x = expr.add(Layout::Pointwise([p, x]));
                 }

@@ -376,7 +376,7 @@ fn plan_all_reads(
             .filter(|_| config.mode.reorders())
             .map(|chain| ConcatSource {
                 concat: chain.concat.index(),
-                pointwise: chain.between.iter().map(|b| b.index()).collect(),
+                pointwise: chain.between.first().map(|b| b.index()),
                 blocks: program
                     .operands(chain.concat)
                     .iter()
