@@ -338,3 +338,54 @@ fn ort_cpu_target_usage_and_table_errors() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("ort-cpu target: predicted"), "{stderr}");
 }
+
+/// A concat of `blocks` one-channel convs of `%x`, read by a conv that keeps every other one.
+fn wide_concat(blocks: usize) -> String {
+    let mut s = String::from("model wide(%x: f32[1, 2, 2, 2]) -> (%y) {\n");
+    for i in 0..blocks {
+        s.push_str(&format!("  param @w{i}: f32[1, 2, 1, 1]\n"));
+    }
+    s.push_str(&format!("  param @wy: f32[3, {blocks}, 1, 1]\n"));
+    for i in 0..blocks {
+        s.push_str(&format!("  %b{i} = conv2d(%x, @w{i})\n"));
+    }
+    let names: Vec<String> = (0..blocks).map(|i| format!("%b{i}")).collect();
+    s.push_str(&format!("  %cat = concat({})\n", names.join(", ")));
+    let kept: Vec<String> = (0..blocks).step_by(2).map(|i| i.to_string()).collect();
+    s.push_str(&format!(
+        "  %y = conv2d(%cat, @wy) keep_in=[{}]\n}}\n",
+        kept.join(", ")
+    ));
+    s
+}
+
+/// Selections are distributed over concats of at most 256 tensors (extraction's work grows
+/// with the square of the parts): 200 blocks are, 300 are read as one tensor; both verify.
+#[test]
+fn wide_concats_distribute_up_to_a_bound() {
+    for (blocks, distributed) in [(200, true), (300, false)] {
+        let program = nnirc::compile(&wide_concat(blocks))
+            .program
+            .expect("the model compiles");
+        let weights = nnirc::weights::random(&program, 0);
+        let config = nnirc::optimize::OptimizeConfig {
+            verify: Some(0),
+            ..Default::default()
+        };
+        let out = nnirc::optimize::optimize(&program, &weights, &config).unwrap();
+        assert!(out.report.verify.is_some_and(|v| v.passed()));
+        // Distributed, the concat joins only the kept blocks.
+        let cat = out
+            .program
+            .graph
+            .node_indices()
+            .find(|&n| out.program.graph[n].name == "cat")
+            .expect("the concat stays");
+        let joined = out.program.operands(cat).len();
+        assert_eq!(
+            joined == blocks / 2,
+            distributed,
+            "{blocks} blocks: {joined} joined"
+        );
+    }
+}

@@ -2,9 +2,9 @@
 //! of per-channel ops (DenseNet's concat -> batch_norm -> relu -> conv1), its selection can be
 //! made of each concatenated block before the concat instead of after it.
 //!
-//! A [`Chain`] is that structure: a concat of distinct tensors, zero or more batch norms and
-//! activations, then a channel-mixing consumer, where the concat and every op in between have
-//! exactly one use and are not model outputs, and none carries a mask. Selecting before the concat is then exact:
+//! A [`Chain`] is that structure: a concat of at most [`MAX_BLOCKS`] distinct tensors, zero or
+//! more batch norms and activations, then a channel-mixing consumer, where the concat and every
+//! op in between have exactly one use and are not model outputs, and none carries a mask. Selecting before the concat is then exact:
 //! the concat and the ops in between compute only the selected channels, which no one else
 //! sees. Each block's part of the selection is a read of that block's own tensor, contiguous
 //! when its segment's order makes it so, whatever the other blocks do; a read of the concat as
@@ -19,6 +19,11 @@ use crate::ir::{Op, Program};
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 use std::collections::HashMap;
+
+/// The most tensors a distributed concat joins (DenseNet-264's widest dense layer joins 65).
+/// Extraction's work grows with the square of a concat's parts; a wider concat is read as
+/// one tensor.
+pub const MAX_BLOCKS: usize = 256;
 
 /// A concat read by one consumer through single-use per-channel ops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +53,7 @@ pub fn chains(program: &Program) -> HashMap<NodeIndex, Chain> {
                 break;
             }
             match program.graph[at].op {
-                Op::Concat if distinct(&program.operands(at)) => {
+                Op::Concat if distributable(&program.operands(at)) => {
                     between.reverse();
                     chains.insert(
                         consumer,
@@ -70,7 +75,11 @@ pub fn chains(program: &Program) -> HashMap<NodeIndex, Chain> {
     chains
 }
 
-fn distinct(operands: &[NodeIndex]) -> bool {
+/// Distinct operands, and few enough of them.
+fn distributable(operands: &[NodeIndex]) -> bool {
+    if operands.len() > MAX_BLOCKS {
+        return false;
+    }
     let mut sorted = operands.to_vec();
     sorted.sort_unstable();
     sorted.windows(2).all(|w| w[0] != w[1])
