@@ -92,9 +92,6 @@ impl Tree {
             cost,
         }
     }
-}
-
-impl Tree {
     fn to_expr(&self) -> RecExpr<Layout> {
         fn add(tree: &Tree, expr: &mut RecExpr<Layout>) -> Id {
             let mut node = tree.node.clone();

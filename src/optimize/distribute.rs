@@ -4,9 +4,9 @@
 //!
 //! A [`Chain`] is that structure: a concat of at most [`MAX_BLOCKS`] distinct tensors, zero or
 //! more batch norms and activations, then a channel-mixing consumer, where the concat and every
-//! op in between have exactly one use and are not model outputs, and none carries a mask. Selecting before the concat is then exact:
-//! the concat and the ops in between compute only the selected channels, which no one else
-//! sees. Each block's part of the selection is a read of that block's own tensor, contiguous
+//! op in between have exactly one use and are not model outputs, and none carries a mask.
+//! Selecting before the concat is then exact: the concat and the ops in between compute only
+//! the selected channels, which no one else sees. Each block's part of the selection is a read of that block's own tensor, contiguous
 //! when its segment's order makes it so, whatever the other blocks do; a read of the concat as
 //! a whole is contiguous only when the blocks in the middle are kept whole, which a read
 //! spanning three or more differently pruned blocks almost never is. Whether a chain is

@@ -179,13 +179,19 @@ pub fn paddable(program: &Program, plan: &Plan) -> Vec<usize> {
             if !p.free {
                 return p.order.len();
             }
-            let mut used = vec![false; r.len()];
-            for &c in &p.order {
-                used[c] = true;
-            }
-            p.order.len() + (0..r.len()).filter(|&c| !used[c] && !r[c]).count()
+            p.order.len() + spare(&p.order, r).count()
         })
         .collect()
+}
+
+/// The channels of a segment that can pad `order`: not in it, and not removed somewhere in the
+/// segment (`removed`, one flag per segment channel), ascending.
+fn spare<'a>(order: &[usize], removed: &'a [bool]) -> impl Iterator<Item = usize> + 'a {
+    let mut used = vec![false; removed.len()];
+    for &c in order {
+        used[c] = true;
+    }
+    (0..removed.len()).filter(move |&c| !used[c] && !removed[c])
 }
 
 /// Per segment, the channels removed by `keep_out` somewhere in it.
@@ -228,12 +234,7 @@ pub fn pad_to(program: &Program, plan: &mut Plan, widths: &[usize]) {
         if !p.free || p.order.len() >= target {
             continue;
         }
-        let mut used = vec![false; channels];
-        for &c in &p.order {
-            used[c] = true;
-        }
-        let spare: Vec<usize> = (0..channels)
-            .filter(|&c| !used[c] && !removed_somewhere[s][c])
+        let spare: Vec<usize> = spare(&p.order, &removed_somewhere[s])
             .take(target - p.order.len())
             .collect();
         let at = padding_position(program, plan, s);
